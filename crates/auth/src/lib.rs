@@ -1,1 +1,280 @@
-//! tusk-auth
+//! Request authentication for a Tusk node's APIs (the Lambda APIs and `/_tusk/*`).
+//!
+//! Two ways in, both resting on one secret, the node's admin token:
+//!
+//! - `Authorization: Bearer <admin token>`: what the `tusk` CLI sends.
+//! - AWS Signature Version 4: what the AWS CLI and SDKs send when pointed at the node with
+//!   `--endpoint-url`. The access key id is `tusk` unless configured otherwise; the secret
+//!   access key is the admin token. Any region and service name are accepted. Both the
+//!   `Authorization` header form and presigned URLs work.
+//!
+//! The gateway collects what it knows of a request into [`RequestParts`] and calls
+//! [`authenticate`]; on failure, [`AuthError::status`], [`AuthError::aws_error_type`] and the
+//! error's `Display` text make the AWS-style error response.
+//!
+//! Limits, written down:
+//! - Signatures are valid for 15 minutes either side of the server clock; presigned URLs for
+//!   at most 7 days.
+//! - The canonical request is built from the path and query exactly as received, so a proxy
+//!   in front of the node must not rewrite them, nor the `Host` header. Over HTTP/2 the
+//!   gateway must put the `:authority` into `Host` before calling [`authenticate`].
+//! - No chunked (streaming) payload signing and no SigV4a: Lambda clients use neither.
+//! - Without `X-Amz-Content-Sha256` the body is hashed, so the whole body must be buffered
+//!   first (Lambda payloads are capped at 6 MB anyway).
+
+mod error;
+mod sigv4;
+
+use std::fmt;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+pub use error::AuthError;
+pub use sigv4::{amz_date, sign};
+
+/// The access key id SigV4 clients use unless the node is configured otherwise.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "tusk";
+
+/// The node's credentials: the SigV4 key pair, whose secret doubles as the bearer token.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Credentials {
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Credentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+        }
+    }
+
+    /// Credentials for a node whose admin token is `token`, under the default access key id.
+    pub fn from_admin_token(token: impl Into<String>) -> Self {
+        Credentials::new(DEFAULT_ACCESS_KEY_ID, token)
+    }
+}
+
+// Hand-written so the secret never reaches a log line.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the gateway knows of a request.
+///
+/// `raw_path` is the path exactly as received (still percent-encoded), `raw_query` the query
+/// string without '?'. SigV4 signs these bytes, so decoding or normalizing them first
+/// would break valid signatures.
+#[derive(Clone, Copy)]
+pub struct RequestParts<'a> {
+    pub method: &'a str,
+    pub raw_path: &'a str,
+    pub raw_query: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// Who a request acts as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The node's administrator: the admin token or a signature made with it.
+    Admin,
+}
+
+/// Authenticates a request: `Authorization: Bearer <token>`, a SigV4 `Authorization`
+/// header, or a SigV4 presigned query string. `now` is the server's clock, checked against
+/// the signing time.
+pub fn authenticate(
+    req: &RequestParts<'_>,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Principal, AuthError> {
+    let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::Malformed(
+            "the request has more than one Authorization header".to_owned(),
+        ));
+    }
+    let now = sigv4::timestamp_of(now);
+
+    let Some(header) = header else {
+        if is_presigned(req.raw_query) {
+            sigv4::verify_presigned(req, creds, now)?;
+            return Ok(Principal::Admin);
+        }
+        return Err(AuthError::Missing);
+    };
+    let header = header.to_str().map_err(|_| {
+        AuthError::Malformed("the Authorization header is not visible ASCII".to_owned())
+    })?;
+
+    if let Some(token) = strip_scheme(header, "Bearer") {
+        return bearer(token, creds);
+    }
+    if header.starts_with(sigv4::ALGORITHM) {
+        if is_presigned(req.raw_query) {
+            return Err(AuthError::Malformed(
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter \
+                 or the Authorization header should be specified"
+                    .to_owned(),
+            ));
+        }
+        sigv4::verify_header(req, header, creds, now)?;
+        return Ok(Principal::Admin);
+    }
+    let scheme = header.split_whitespace().next().unwrap_or_default();
+    Err(AuthError::Malformed(format!(
+        "unsupported Authorization scheme '{scheme}': use 'Bearer <admin token>' or \
+         AWS Signature Version 4 ({})",
+        sigv4::ALGORITHM
+    )))
+}
+
+fn bearer(token: &str, creds: &Credentials) -> Result<Principal, AuthError> {
+    let token = token.trim();
+    // An empty token must not match a node configured with an empty secret.
+    if token.is_empty() || !ct_eq(token.as_bytes(), creds.secret_access_key.as_bytes()) {
+        return Err(AuthError::BadToken);
+    }
+    Ok(Principal::Admin)
+}
+
+/// Returns what follows `scheme` and whitespace; the scheme is case-insensitive (RFC 9110).
+fn strip_scheme<'h>(header: &'h str, scheme: &str) -> Option<&'h str> {
+    let head = header.get(..scheme.len())?;
+    let rest = header.get(scheme.len()..)?;
+    (head.eq_ignore_ascii_case(scheme) && rest.starts_with([' ', '\t'])).then_some(rest)
+}
+
+fn is_presigned(raw_query: &str) -> bool {
+    sigv4::query_has(raw_query, sigv4::PRESIGN_MARKER)
+}
+
+/// Compares secrets in time independent of where they differ. Hashing first also hides
+/// the length of the expected value.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
+    let diff = ha
+        .iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    fn req_with_auth<'a>(headers: &'a HeaderMap) -> RequestParts<'a> {
+        RequestParts {
+            method: "GET",
+            raw_path: "/_tusk/health",
+            raw_query: "",
+            headers,
+            body: b"",
+        }
+    }
+
+    fn creds() -> Credentials {
+        Credentials::from_admin_token("s3cret-token")
+    }
+
+    #[test]
+    fn bearer_token() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer s3cret-token"),
+        );
+        assert_eq!(
+            authenticate(&req_with_auth(&h), &creds(), SystemTime::now()),
+            Ok(Principal::Admin)
+        );
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("bearer  s3cret-token "),
+        );
+        assert_eq!(
+            authenticate(&req_with_auth(&h), &creds(), SystemTime::now()),
+            Ok(Principal::Admin)
+        );
+        for bad in [
+            "Bearer s3cret-tokeN",
+            "Bearer s3cret-token2",
+            "Bearer ",
+            "Bearer",
+        ] {
+            h.insert("authorization", HeaderValue::from_static(bad));
+            let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
+            assert!(
+                matches!(err, AuthError::BadToken | AuthError::Malformed(_)),
+                "{bad}: {err:?}"
+            );
+        }
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
+        assert_eq!(err, AuthError::BadToken);
+        assert_eq!(err.status(), 401);
+        assert_eq!(err.aws_error_type(), "UnrecognizedClientException");
+    }
+
+    #[test]
+    fn empty_secret_never_matches() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer "));
+        let c = Credentials::from_admin_token("");
+        assert_eq!(
+            authenticate(&req_with_auth(&h), &c, SystemTime::now()),
+            Err(AuthError::BadToken)
+        );
+    }
+
+    #[test]
+    fn missing_and_unknown_schemes() {
+        let h = HeaderMap::new();
+        let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
+        assert_eq!(err, AuthError::Missing);
+        assert_eq!(err.aws_error_type(), "MissingAuthenticationTokenException");
+        assert_eq!(err.status(), 403);
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
+        assert!(matches!(&err, AuthError::Malformed(m) if m.contains("'Basic'")));
+        assert_eq!(err.aws_error_type(), "IncompleteSignatureException");
+
+        h.append(
+            "authorization",
+            HeaderValue::from_static("Bearer s3cret-token"),
+        );
+        let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
+        assert!(matches!(&err, AuthError::Malformed(m) if m.contains("more than one")));
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let shown = format!("{:?}", creds());
+        assert!(shown.contains("tusk"));
+        assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn ct_eq_basics() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(ct_eq(b"", b""));
+    }
+}

@@ -1,1 +1,151 @@
-//! tusk-gateway
+//! The node: one listener carrying user routes, the Lambda APIs and `/_tusk/*`.
+//!
+//! - [`routes`]: the `httpApi`/`http` route table; [`apigw`]: API Gateway event/response formats;
+//! - [`web`]: FastCGI parameters and static files for `php-8x-fpm` apps;
+//! - [`lambda_api`]: the Lambda Invoke/List/Get API; [`admin`]: `/_tusk/*`;
+//! - [`control`]: deployments turned into live pools; [`logs`], [`metrics`].
+
+mod admin;
+pub mod apigw;
+mod control;
+mod http_server;
+mod lambda_api;
+mod logs;
+mod metrics;
+mod package;
+mod php;
+pub mod routes;
+mod web;
+
+pub use control::ACCOUNT_ID;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tusk_pool::PoolLimits;
+use tusk_store::{SqliteStore, Store};
+
+/// Everything `tusk serve` needs to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Idle instances are stopped after this long (scale to zero).
+    pub idle_timeout: Duration,
+    /// Overrides `DATA_DIR/admin.token` (e.g. from `TUSK_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// Access key id accepted for Signature V4 (secret = the admin token).
+    pub access_key_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// Errors of the control plane, mapped to HTTP statuses by the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error("store: {0}")]
+    Store(#[from] tusk_store::StoreError),
+}
+
+pub(crate) struct AppState {
+    pub control: control::ControlPlane,
+    pub credentials: tusk_auth::Credentials,
+    pub logs: Arc<logs::NodeLogs>,
+    pub listen: SocketAddr,
+}
+
+fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_ {
+    move |e| NodeError::Startup(format!("{what}: {e}"))
+}
+
+/// Runs the node until Ctrl-C / SIGTERM.
+pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
+    let data_dir = config.data_dir.clone();
+    for sub in ["packages", "code", "run"] {
+        tokio::fs::create_dir_all(data_dir.join(sub))
+            .await
+            .map_err(startup(
+                "cannot create the data directory (check --data-dir and its permissions)",
+            ))?;
+    }
+    let token = admin::load_or_create_token(&data_dir, config.admin_token.clone())
+        .await
+        .map_err(startup("cannot prepare the admin token"))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data_dir.join("tusk.db"))
+            .map_err(startup("cannot open the node database"))?,
+    );
+    let php = php::detect().await;
+    match &php {
+        Some(p) => tracing::info!(cli = %p.cli.display(), cgi = %p.cgi.display(), version = %p.version, "found PHP"),
+        None => tracing::warn!("no PHP found (php and php-cgi): PHP functions cannot run until php8.2-cli and php8.2-cgi are installed"),
+    }
+    let runtime_dir = php::install_runtime(&data_dir).await.map_err(startup(
+        "cannot write the PHP runtime into the data directory",
+    ))?;
+    let logs = logs::start(store.clone(), Duration::from_secs(7 * 24 * 3600));
+    let limits = PoolLimits {
+        default_max_instances: 32,
+        queue_limit: 1000,
+        queue_wait: Duration::from_secs(10),
+        idle_timeout: config.idle_timeout,
+    };
+    let control = control::ControlPlane::new(
+        store,
+        data_dir.clone(),
+        php,
+        runtime_dir,
+        limits,
+        logs.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(startup(&format!(
+            "cannot listen on {} (is another node running there?)",
+            config.listen
+        )))?;
+    let listen = listener
+        .local_addr()
+        .map_err(startup("cannot read the listen address"))?;
+    let state = Arc::new(AppState {
+        control,
+        credentials: tusk_auth::Credentials {
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: token,
+        },
+        logs,
+        listen,
+    });
+    state
+        .control
+        .restore()
+        .await
+        .map_err(startup("cannot restore deployed services"))?;
+
+    let maintenance = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            maintenance.control.dispatcher.maintain().await;
+        }
+    });
+
+    tracing::info!(%listen, data_dir = %data_dir.display(), "Tusk node serving");
+    http_server::serve(listener, state)
+        .await
+        .map_err(startup("server error"))
+}

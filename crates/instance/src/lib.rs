@@ -1,1 +1,216 @@
-//! tusk-instance
+//! Instances: one sandboxed process serving one function version, one invocation at a time.
+//!
+//! Two transports reach the process: the Lambda Runtime API ([`runtime_api`], for `php-8x`,
+//! `php-8x-console` and `provided*`) and FastCGI (for `php-8x-fpm`, one `php-cgi` worker per
+//! instance). [`process`] owns the OS process: spawning, log capture, killing the whole tree.
+
+mod fcgi;
+mod process;
+pub mod runtime_api;
+
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tusk_manifest::RuntimeKind;
+use tusk_store::LogStream;
+
+pub use fcgi::FcgiFailure;
+pub use process::ExitInfo;
+pub use runtime_api::{Invocation, Outcome};
+pub use tusk_fastcgi::{Params, RawResponse};
+
+/// Init phase limit, as on Lambda.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Receives every log line an instance prints (and the platform lines the pool adds).
+pub trait LogSink: Send + Sync + 'static {
+    fn log(&self, function: &str, request_id: Option<&str>, stream: LogStream, line: &str);
+}
+
+/// What to run for one function version. Shared by all its instances.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub function_name: String,
+    pub version: String,
+    pub kind: RuntimeKind,
+    pub handler: String,
+    /// The unpacked package (the task root).
+    pub code_dir: PathBuf,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    pub environment: BTreeMap<String, String>,
+    pub region: String,
+    pub function_arn: String,
+    /// Directory holding Tusk's PHP runtime (`bootstrap.php`).
+    pub php_runtime_dir: PathBuf,
+    /// Where per-instance sockets live.
+    pub run_dir: PathBuf,
+    pub php_cli: PathBuf,
+    pub php_cgi: PathBuf,
+    /// Invocations before an instance is replaced; 0 = never.
+    pub max_invocations: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the instance process `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the instance: {0}")]
+    Setup(std::io::Error),
+    /// The runtime reported `/runtime/init/error`.
+    #[error("the function failed to initialise")]
+    InitError { body: Bytes },
+    #[error("the function's runtime exited during init ({0})")]
+    Exited(ExitInfo),
+    #[error("the function did not finish initialising within {} s", INIT_TIMEOUT.as_secs())]
+    InitTimeout,
+}
+
+enum Transport {
+    RuntimeApi(runtime_api::RuntimeApi),
+    FastCgi(fcgi::FcgiWorker),
+}
+
+/// A started instance. Dropping it kills its process tree.
+pub struct Instance {
+    pub id: String,
+    spec: Arc<LaunchSpec>,
+    process: process::Process,
+    transport: Transport,
+    /// Time from spawn until the runtime asked for its first event.
+    pub init_duration: Duration,
+    invocations: std::sync::atomic::AtomicU32,
+    last_used: std::sync::Mutex<Instant>,
+}
+
+impl Instance {
+    pub async fn start(
+        spec: Arc<LaunchSpec>,
+        logs: Arc<dyn LogSink>,
+    ) -> Result<Instance, StartError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let started = Instant::now();
+        let (process, transport) = match spec.kind {
+            RuntimeKind::PhpFpm => {
+                let (worker, process) = fcgi::FcgiWorker::spawn(&spec, &id, logs).await?;
+                (process, Transport::FastCgi(worker))
+            }
+            _ => {
+                let api = runtime_api::RuntimeApi::bind().await?;
+                let process = process::spawn_runtime(&spec, api.addr(), logs)?;
+                api.wait_ready(&process).await?;
+                (process, Transport::RuntimeApi(api))
+            }
+        };
+        Ok(Instance {
+            id,
+            spec,
+            process,
+            transport,
+            init_duration: started.elapsed(),
+            invocations: Default::default(),
+            last_used: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    pub fn spec(&self) -> &Arc<LaunchSpec> {
+        &self.spec
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.process.exit_info().is_none()
+    }
+
+    /// True once the instance served its `max_invocations`.
+    pub fn exhausted(&self) -> bool {
+        let max = self.spec.max_invocations;
+        max > 0 && self.invocations.load(std::sync::atomic::Ordering::Relaxed) >= max
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Peak resident memory of the instance's main process, in MB.
+    pub fn max_memory_used_mb(&self) -> u64 {
+        self.process.peak_rss_kb().div_ceil(1024)
+    }
+
+    /// Tags the log lines that follow with `request_id` and starts a fresh log tail.
+    pub fn begin(&self, request_id: &str) {
+        self.invocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.process.capture().begin(request_id);
+    }
+
+    /// Adds a platform line (START/END/REPORT) to the log and to the invocation's tail.
+    pub fn platform_line(&self, request_id: &str, line: &str) {
+        self.process.capture().platform(request_id, line);
+    }
+
+    /// Waits briefly for output still in the pipe, so it is logged with this invocation.
+    pub async fn drain(&self) {
+        self.process.drain().await;
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    /// The invocation's log (last 4 KB), for `X-Amz-Log-Type: Tail`.
+    pub fn take_log_tail(&self) -> String {
+        self.process.capture().finish()
+    }
+
+    /// Sends one event through the Runtime API and waits for its outcome, at most `timeout`.
+    pub async fn invoke(&self, invocation: Invocation, timeout: Duration) -> Outcome {
+        match &self.transport {
+            Transport::RuntimeApi(api) => {
+                let outcome = api.invoke(invocation, &self.process, timeout).await;
+                if matches!(outcome, Outcome::Timeout) {
+                    self.process.kill();
+                }
+                outcome
+            }
+            Transport::FastCgi(_) => Outcome::Exited(ExitInfo::new(
+                "this instance speaks FastCGI, not the Runtime API".into(),
+            )),
+        }
+    }
+
+    /// Sends one FastCGI request to the instance's PHP worker.
+    pub async fn fastcgi(
+        &self,
+        params: &Params,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<RawResponse, FcgiFailure> {
+        match &self.transport {
+            Transport::FastCgi(worker) => {
+                let result = worker.request(params, body, &self.process, timeout).await;
+                if result.is_err() {
+                    self.process.kill();
+                }
+                result
+            }
+            Transport::RuntimeApi(_) => Err(FcgiFailure::NotFastCgi),
+        }
+    }
+
+    pub fn kill(&self) {
+        self.process.kill();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.process.kill();
+    }
+}

@@ -1,1 +1,91 @@
-//! tusk-pool
+//! The dispatcher and per-function pools: acquire a warm instance or start one, cap concurrency,
+//! queue and throttle, time out, recycle, scale to zero, keep provisioned instances warm.
+
+mod metrics;
+mod pool;
+
+pub use metrics::{FunctionMetrics, DURATION_BUCKETS_MS};
+pub use pool::{AcquireError, FunctionPool, InvokeResult, PoolLimits, WebOutcome, WebResult};
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// All live function pools by function name. A deploy swaps a service's pools in one write, so
+/// a request sees either the old version or the new one, never a mix.
+#[derive(Default)]
+pub struct Dispatcher {
+    pools: RwLock<HashMap<String, Arc<FunctionPool>>>,
+    metrics: RwLock<HashMap<String, Arc<FunctionMetrics>>>,
+}
+
+impl Dispatcher {
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionPool>> {
+        self.pools.read().ok()?.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<FunctionPool>> {
+        self.pools
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Metrics live per function name, across versions.
+    pub fn metrics_for(&self, name: &str) -> Arc<FunctionMetrics> {
+        if let Some(m) = self.metrics.read().ok().and_then(|m| m.get(name).cloned()) {
+            return m;
+        }
+        match self.metrics.write() {
+            Ok(mut m) => m.entry(name.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> Vec<(String, Arc<FunctionMetrics>)> {
+        let mut v: Vec<_> = self
+            .metrics
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Atomically replaces the pools named in `remove` with `add`; retired pools finish their
+    /// in-flight work and stop their idle instances.
+    pub fn swap(&self, remove: &[String], add: Vec<Arc<FunctionPool>>) {
+        let retired: Vec<Arc<FunctionPool>> = match self.pools.write() {
+            Ok(mut pools) => {
+                let mut old: Vec<_> = remove.iter().filter_map(|n| pools.remove(n)).collect();
+                for pool in add {
+                    if let Some(prev) = pools.insert(pool.name().to_string(), pool) {
+                        old.push(prev);
+                    }
+                }
+                old
+            }
+            Err(_) => Vec::new(),
+        };
+        for pool in retired {
+            pool.retire();
+        }
+    }
+
+    /// Stops idle instances past their idle time and tops up provisioned concurrency.
+    pub async fn maintain(&self) {
+        for pool in self.all() {
+            pool.reap_idle();
+            pool.ensure_provisioned().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod send_check {
+    fn is_send<T: Send>(_: T) {}
+    #[allow(dead_code)]
+    fn futures_are_send(p: &crate::FunctionPool) {
+        is_send(p.invoke(bytes::Bytes::new(), None));
+        is_send(p.http(&tusk_instance::Params::new(), b""));
+    }
+}

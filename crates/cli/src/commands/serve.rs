@@ -1,0 +1,95 @@
+//! `tusk serve`: run a node. The only async command: it hands over to `tusk_gateway::run_node`.
+
+use anyhow::{anyhow, Context, Result};
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on; carries user routes, the Lambda APIs and /_tusk/*.
+    #[arg(
+        long,
+        env = "TUSK_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "HOST:PORT"
+    )]
+    pub listen: String,
+    /// Where the node keeps its state, packages and admin.token.
+    #[arg(
+        long,
+        env = "TUSK_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Stop an instance after it has been idle this many seconds (scale to zero).
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Access key id accepted for AWS Signature V4 requests (the secret is the admin token).
+    #[arg(long, default_value = "tusk", value_name = "ID")]
+    pub access_key_id: String,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    init_tracing();
+    let config = tusk_gateway::NodeConfig {
+        listen: resolve_listen(&args.listen)?,
+        data_dir: args.data_dir,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        // From the environment only: a token on the command line would show up in `ps`.
+        admin_token: std::env::var("TUSK_ADMIN_TOKEN")
+            .ok()
+            .map(|token| token.trim().to_string())
+            .filter(|token| !token.is_empty()),
+        access_key_id: args.access_key_id,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(tusk_gateway::run_node(config))
+        .map_err(|err| anyhow!("{err}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `HOST:PORT` with HOST an IP or a name such as `localhost`.
+pub(crate) fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?
+        .next()
+        .ok_or_else(|| anyhow!("--listen {listen}: the host name resolves to no address"))
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `try_init`: a second subscriber (e.g. in tests) is not worth failing over.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_resolve() {
+        assert_eq!(
+            resolve_listen("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(resolve_listen("localhost:9000").unwrap().port(), 9000);
+        assert!(resolve_listen("8080").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! `/_tusk/*`: the admin API the `tusk` CLI speaks (docs/admin-api.md).
+
+use crate::control::is_sha256;
+use crate::http_server::{admin_error, authorize_admin, json_response};
+use crate::{AppState, GatewayError};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tusk_manifest::{FunctionSpec, ServiceSpec};
+use tusk_store::ServiceRecord;
+
+/// Reads `DATA_DIR/admin.token`, creating it (mode 0600) on first start; `TUSK_ADMIN_TOKEN`
+/// wins when set.
+pub async fn load_or_create_token(
+    data_dir: &FsPath,
+    from_env: Option<String>,
+) -> std::io::Result<String> {
+    if let Some(t) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok(t.trim().to_string());
+    }
+    let path = data_dir.join("admin.token");
+    if let Ok(existing) = tokio::fs::read_to_string(&path).await {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_string());
+        }
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let path2 = path.clone();
+    let t = token.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path2)?;
+        f.write_all(t.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    Ok(token)
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::Internal(_) | GatewayError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        admin_error(status, &self.to_string())
+    }
+}
+
+pub async fn health() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = crate::metrics::render(&state.control.dispatcher, state.logs.dropped());
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn has_package(
+    State(state): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let exists = is_sha256(&sha)
+        && tokio::fs::metadata(state.control.package_path(&sha))
+            .await
+            .is_ok();
+    if exists {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// Streams the upload to disk while hashing it; keeps it only if the hash matches its name.
+pub async fn upload_package(
+    State(state): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(r) = authorize_admin(&state, &parts, b"") {
+        return r;
+    }
+    if !is_sha256(&sha) {
+        return GatewayError::BadRequest("the package name must be its lower-case sha256".into())
+            .into_response();
+    }
+    match store_upload(&state, &sha, body).await {
+        Ok(size) => json_response(StatusCode::CREATED, &json!({"sha256": sha, "size": size})),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, GatewayError> {
+    let internal =
+        |e: std::io::Error| GatewayError::Internal(format!("cannot store the package: {e}"));
+    let final_path = state.control.package_path(sha);
+    let tmp = final_path.with_extension(format!("upload-{}", uuid::Uuid::new_v4().simple()));
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut stream = body.into_data_stream();
+    let result: Result<(), GatewayError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| GatewayError::BadRequest(format!("upload interrupted: {e}")))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        file.sync_all().await.map_err(internal)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual != sha {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(GatewayError::BadRequest(format!(
+            "the uploaded package hashes to {actual}, not {sha}; upload it again"
+        )));
+    }
+    tokio::fs::rename(&tmp, &final_path)
+        .await
+        .map_err(internal)?;
+    Ok(size)
+}
+
+#[derive(Deserialize)]
+struct DeployRequest {
+    spec: ServiceSpec,
+    package: String,
+}
+
+pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return GatewayError::BadRequest("deployment request too large".into()).into_response()
+        }
+    };
+    if let Err(r) = authorize_admin(&state, &parts, &body) {
+        return r;
+    }
+    let request: DeployRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return GatewayError::BadRequest(format!(
+                "invalid deployment request: {e}; is your tusk CLI the same version as the node?"
+            ))
+            .into_response()
+        }
+    };
+    match state.control.deploy(request.spec, &request.package).await {
+        Ok((record, warnings)) => {
+            let functions: Vec<Value> = record
+                .functions()
+                .map(|(full, f)| function_info(&state, &record, f, &full))
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "service": record.spec.service,
+                    "stage": record.spec.stage,
+                    "version": record.version,
+                    "functions": functions,
+                    "warnings": warnings,
+                }),
+            )
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn function_info(
+    state: &AppState,
+    record: &ServiceRecord,
+    f: &FunctionSpec,
+    full: &str,
+) -> Value {
+    let routes = state
+        .control
+        .routes_by_function()
+        .remove(full)
+        .unwrap_or_default();
+    let (idle, busy) = state
+        .control
+        .dispatcher
+        .get(full)
+        .map(|p| p.instance_counts())
+        .unwrap_or((0, 0));
+    json!({
+        "name": full,
+        "service": record.spec.service,
+        "stage": record.spec.stage,
+        "short_name": f.name,
+        "runtime": f.runtime,
+        "kind": f.kind,
+        "handler": f.handler,
+        "memory_size": f.memory_size,
+        "timeout": f.timeout,
+        "version": record.version,
+        "package": record.package,
+        "deployed_at_ms": record.deployed_at_ms,
+        "routes": routes,
+        "events": f.events,
+        "environment": f.environment,
+        "reserved_concurrency": f.reserved_concurrency,
+        "provisioned_concurrency": f.provisioned_concurrency,
+        "instances": {"idle": idle, "busy": busy},
+    })
+}
+
+pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let functions: Vec<Value> = state
+        .control
+        .service_records()
+        .iter()
+        .flat_map(|s| {
+            s.functions()
+                .map(|(full, f)| function_info(&state, s, f, &full))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({ "functions": functions }))
+}
+
+fn not_found(name: &str) -> Response {
+    GatewayError::NotFound(format!(
+        "function {name} not found; `tusk ls` lists deployed functions (use the full name service-stage-function when a short name is ambiguous)"
+    ))
+    .into_response()
+}
+
+pub async fn info(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    match state.control.resolve(&name) {
+        Some((record, f, full)) => {
+            json_response(StatusCode::OK, &function_info(&state, &record, &f, &full))
+        }
+        None => not_found(&name),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    since_ms: Option<i64>,
+    after_id: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub async fn logs(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let Some((_, _, full)) = state.control.resolve(&name) else {
+        return not_found(&name);
+    };
+    let store = state.control.store.clone();
+    let since = q.since_ms.unwrap_or(0);
+    let after = q.after_id.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let result = tokio::task::spawn_blocking(move || store.logs(&full, since, after, limit)).await;
+    match result {
+        Ok(Ok(lines)) => {
+            let last_id = lines.last().map(|l| l.id).unwrap_or(after);
+            json_response(StatusCode::OK, &json!({"lines": lines, "last_id": last_id}))
+        }
+        Ok(Err(e)) => GatewayError::from(e).into_response(),
+        Err(e) => GatewayError::Internal(e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RemoveQuery {
+    stage: Option<String>,
+}
+
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(service): Path<String>,
+    Query(q): Query<RemoveQuery>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let stage = q.stage.unwrap_or_else(|| "dev".into());
+    match state.control.remove(&service, &stage).await {
+        Ok(names) => json_response(StatusCode::OK, &json!({"removed": names})),
+        Err(e) => e.into_response(),
+    }
+}

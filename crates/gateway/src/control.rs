@@ -1,0 +1,428 @@
+//! The control plane: packages, deployments, and turning stored services into live pools and
+//! routes.
+
+use crate::routes::{routes_for, Route, RouteTable};
+use crate::GatewayError;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tusk_instance::{LaunchSpec, LogSink};
+use tusk_manifest::{FunctionSpec, RuntimeKind, ServiceSpec};
+use tusk_pool::{Dispatcher, FunctionPool, PoolLimits};
+use tusk_store::{ServiceRecord, Store};
+
+pub const ACCOUNT_ID: &str = "000000000000";
+
+/// Where PHP lives on this node.
+#[derive(Debug, Clone)]
+pub struct PhpInstall {
+    pub cli: PathBuf,
+    pub cgi: PathBuf,
+    /// `8.2`
+    pub version: String,
+}
+
+pub struct ControlPlane {
+    pub store: Arc<dyn Store>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub routes: RwLock<Arc<RouteTable>>,
+    pub services: RwLock<Vec<ServiceRecord>>,
+    pub data_dir: PathBuf,
+    pub php: Option<PhpInstall>,
+    pub php_runtime_dir: PathBuf,
+    pub limits: PoolLimits,
+    pub logs: Arc<dyn LogSink>,
+    /// One deploy at a time keeps version numbers and route checks simple.
+    deploy_lock: tokio::sync::Mutex<()>,
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, GatewayError>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("background task failed: {e}")))?
+    }
+}
+
+pub fn function_arn(region: &str, name: &str) -> String {
+    format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}")
+}
+
+impl ControlPlane {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        data_dir: PathBuf,
+        php: Option<PhpInstall>,
+        php_runtime_dir: PathBuf,
+        limits: PoolLimits,
+        logs: Arc<dyn LogSink>,
+    ) -> ControlPlane {
+        ControlPlane {
+            store,
+            dispatcher: Arc::new(Dispatcher::default()),
+            routes: RwLock::new(Arc::new(RouteTable::default())),
+            services: RwLock::new(Vec::new()),
+            data_dir,
+            php,
+            php_runtime_dir,
+            limits,
+            logs,
+            deploy_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn package_path(&self, sha: &str) -> PathBuf {
+        self.data_dir.join("packages").join(format!("{sha}.zip"))
+    }
+
+    fn code_dir(&self, sha: &str) -> PathBuf {
+        self.data_dir.join("code").join(sha)
+    }
+
+    pub fn route_table(&self) -> Arc<RouteTable> {
+        self.routes.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn service_records(&self) -> Vec<ServiceRecord> {
+        self.services.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Finds a function by full name, ARN (with an optional qualifier), or unique short name.
+    pub fn resolve(&self, name: &str) -> Option<(ServiceRecord, FunctionSpec, String)> {
+        let name = name
+            .strip_prefix("arn:aws:lambda:")
+            .and_then(|rest| rest.split(":function:").nth(1))
+            .map(|n| n.split(':').next().unwrap_or(n))
+            .unwrap_or(name);
+        let name = name.split(':').next().unwrap_or(name);
+        let services = self.service_records();
+        let mut short_matches = Vec::new();
+        for s in &services {
+            for (full, f) in s.functions() {
+                if full == name {
+                    return Some((s.clone(), f.clone(), full));
+                }
+                if f.name == name {
+                    short_matches.push((s.clone(), f.clone(), full));
+                }
+            }
+        }
+        if short_matches.len() == 1 {
+            short_matches.pop()
+        } else {
+            None
+        }
+    }
+
+    /// Brings every stored service up (after a restart).
+    pub async fn restore(&self) -> Result<(), GatewayError> {
+        let store = self.store.clone();
+        let records = blocking(move || Ok(store.services()?)).await?;
+        for record in records {
+            if let Err(e) = self.ensure_code(&record.package).await {
+                tracing::error!(service = %record.spec.service, error = %e, "cannot restore service");
+                continue;
+            }
+            self.activate(record, false).await;
+        }
+        Ok(())
+    }
+
+    /// Unpacks a package once into `code/<sha>` (atomically: unpack aside, then rename).
+    async fn ensure_code(&self, sha: &str) -> Result<PathBuf, GatewayError> {
+        let dir = self.code_dir(sha);
+        if tokio::fs::metadata(&dir).await.is_ok() {
+            return Ok(dir);
+        }
+        let zip_path = self.package_path(sha);
+        let target = dir.clone();
+        blocking(move || crate::package::unpack(&zip_path, &target)).await?;
+        Ok(dir)
+    }
+
+    fn launch_spec(&self, record: &ServiceRecord, f: &FunctionSpec, code_dir: &Path) -> LaunchSpec {
+        let name = record.spec.function_name(f);
+        let (cli, cgi) = match &self.php {
+            Some(p) => (p.cli.clone(), p.cgi.clone()),
+            None => (PathBuf::from("php"), PathBuf::from("php-cgi")),
+        };
+        LaunchSpec {
+            function_arn: function_arn(&record.spec.region, &name),
+            function_name: name,
+            version: "$LATEST".to_string(),
+            kind: f.kind,
+            handler: f.handler.clone(),
+            code_dir: code_dir.to_path_buf(),
+            memory_mb: f.memory_size,
+            timeout: Duration::from_secs(u64::from(f.timeout)),
+            environment: f.environment.clone(),
+            region: record.spec.region.clone(),
+            php_runtime_dir: self.php_runtime_dir.clone(),
+            run_dir: self.data_dir.join("run"),
+            php_cli: cli,
+            php_cgi: cgi,
+            max_invocations: 0,
+        }
+    }
+
+    /// Starts pools for `record` and switches routes and pools over in one step.
+    async fn activate(&self, record: ServiceRecord, wait_provisioned: bool) {
+        let code_dir = self.code_dir(&record.package);
+        let mut pools = Vec::new();
+        let mut new_routes: Vec<Route> = Vec::new();
+        for (name, f) in record.functions() {
+            let spec = Arc::new(self.launch_spec(&record, f, &code_dir));
+            let pool = Arc::new(FunctionPool::new(
+                spec,
+                f.reserved_concurrency,
+                f.provisioned_concurrency,
+                self.limits.clone(),
+                self.logs.clone(),
+                self.dispatcher.metrics_for(&name),
+            ));
+            new_routes.extend(routes_for(&name, &f.events));
+            pools.push(pool);
+        }
+        if wait_provisioned {
+            for pool in &pools {
+                pool.ensure_provisioned().await;
+            }
+        }
+        let old_names: Vec<String> = self
+            .service_records()
+            .iter()
+            .filter(|s| s.spec.service == record.spec.service && s.spec.stage == record.spec.stage)
+            .flat_map(|s| s.functions().map(|(n, _)| n).collect::<Vec<_>>())
+            .collect();
+        // Hold the route lock across the pool swap so no request sees new routes with old
+        // pools.
+        if let Ok(mut routes) = self.routes.write() {
+            let mut all: Vec<Route> = routes
+                .routes()
+                .iter()
+                .filter(|r| !old_names.contains(&r.function))
+                .cloned()
+                .collect();
+            all.extend(new_routes);
+            self.dispatcher.swap(&old_names, pools);
+            *routes = Arc::new(RouteTable::new(all));
+            if let Ok(mut services) = self.services.write() {
+                services.retain(|s| {
+                    !(s.spec.service == record.spec.service && s.spec.stage == record.spec.stage)
+                });
+                services.push(record);
+            }
+        }
+    }
+
+    /// Validates, records and activates a deployment; returns once the new version serves.
+    pub async fn deploy(
+        &self,
+        spec: ServiceSpec,
+        package: &str,
+    ) -> Result<(ServiceRecord, Vec<String>), GatewayError> {
+        if !is_sha256(package) {
+            return Err(GatewayError::BadRequest(
+                "`package` must be the sha256 of an uploaded package".into(),
+            ));
+        }
+        if tokio::fs::metadata(self.package_path(package))
+            .await
+            .is_err()
+        {
+            return Err(GatewayError::BadRequest(format!(
+                "package {package} was not uploaded; PUT it to /_tusk/packages/{package} first"
+            )));
+        }
+        validate_names(&spec)?;
+        let _guard = self.deploy_lock.lock().await;
+        let code_dir = self.ensure_code(package).await?;
+        let mut warnings = Vec::new();
+        self.check_functions(&spec, &code_dir, &mut warnings)
+            .await?;
+
+        let replacing: Vec<String> = spec
+            .functions
+            .iter()
+            .map(|f| spec.function_name(f))
+            .collect();
+        let candidate_routes: Vec<Route> = spec
+            .functions
+            .iter()
+            .flat_map(|f| routes_for(&spec.function_name(f), &f.events))
+            .collect();
+        for (i, a) in candidate_routes.iter().enumerate() {
+            if let Some(b) = candidate_routes[i + 1..]
+                .iter()
+                .find(|b| b.display() == a.display())
+            {
+                return Err(GatewayError::Conflict(format!(
+                    "route `{}` is claimed by both {} and {}; give each route to one function",
+                    a.display(),
+                    a.function,
+                    b.function
+                )));
+            }
+        }
+        let others: Vec<String> = self
+            .service_records()
+            .iter()
+            .filter(|s| s.spec.service == spec.service && s.spec.stage == spec.stage)
+            .flat_map(|s| s.functions().map(|(n, _)| n).collect::<Vec<_>>())
+            .chain(replacing)
+            .collect();
+        if let Some((new, old)) = self.route_table().conflict(&candidate_routes, &others) {
+            return Err(GatewayError::Conflict(format!(
+                "route `{}` of {} is already served by {} (route `{}`); remove that service or change one of the routes",
+                new.display(),
+                new.function,
+                old.function,
+                old.display()
+            )));
+        }
+        let store = self.store.clone();
+        let pkg = package.to_string();
+        let spec_for_store = spec.clone();
+        let record = blocking(move || {
+            Ok(store.put_service(&spec_for_store, &pkg, crate::logs::now_ms())?)
+        })
+        .await?;
+        self.activate(record.clone(), true).await;
+        tracing::info!(service = %spec.service, stage = %spec.stage, version = record.version, "deployed");
+        Ok((record, warnings))
+    }
+
+    async fn check_functions(
+        &self,
+        spec: &ServiceSpec,
+        code_dir: &Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), GatewayError> {
+        for f in &spec.functions {
+            let php = f.kind != RuntimeKind::Provided;
+            if php {
+                let Some(install) = &self.php else {
+                    return Err(GatewayError::BadRequest(format!(
+                        "function {} needs PHP, but this node found no PHP 8 (php and php-cgi); install php8.2-cli and php8.2-cgi and restart the node",
+                        f.name
+                    )));
+                };
+                if let Some(v) = &f.php_version {
+                    if v != &install.version {
+                        warnings.push(format!(
+                            "function {} asks for PHP {v} ({}); this node runs it on the installed PHP {}",
+                            f.name, f.runtime, install.version
+                        ));
+                    }
+                }
+            }
+            match f.kind {
+                RuntimeKind::Provided => {
+                    let bootstrap = code_dir.join("bootstrap");
+                    match tokio::fs::metadata(&bootstrap).await {
+                        Ok(m) => {
+                            use std::os::unix::fs::PermissionsExt;
+                            if m.permissions().mode() & 0o111 == 0 {
+                                return Err(GatewayError::BadRequest(format!(
+                                    "function {}: `bootstrap` is not executable; run `chmod +x bootstrap` and deploy again",
+                                    f.name
+                                )));
+                            }
+                        }
+                        Err(_) => {
+                            return Err(GatewayError::BadRequest(format!(
+                                "function {} uses runtime {} but the package has no `bootstrap` file at its root; add one (it runs the Runtime API loop)",
+                                f.name, f.runtime
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    // A class-name handler (App\Handler) resolves through Composer's autoloader.
+                    let is_file = f.handler.ends_with(".php") || f.kind == RuntimeKind::PhpFpm;
+                    if is_file
+                        && tokio::fs::metadata(code_dir.join(&f.handler))
+                            .await
+                            .is_err()
+                    {
+                        return Err(GatewayError::BadRequest(format!(
+                            "function {}: handler `{}` is not in the package; check the path (relative to serverless.yml) and package.patterns",
+                            f.name, f.handler
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn remove(&self, service: &str, stage: &str) -> Result<Vec<String>, GatewayError> {
+        let _guard = self.deploy_lock.lock().await;
+        let store = self.store.clone();
+        let (svc, stg) = (service.to_string(), stage.to_string());
+        let removed = blocking(move || Ok(store.remove_service(&svc, &stg)?)).await?;
+        let Some(record) = removed else {
+            return Err(GatewayError::NotFound(format!(
+                "service {service} has no deployment at stage {stage}"
+            )));
+        };
+        let names: Vec<String> = record.functions().map(|(n, _)| n).collect();
+        if let Ok(mut routes) = self.routes.write() {
+            let kept: Vec<Route> = routes
+                .routes()
+                .iter()
+                .filter(|r| !names.contains(&r.function))
+                .cloned()
+                .collect();
+            self.dispatcher.swap(&names, Vec::new());
+            *routes = Arc::new(RouteTable::new(kept));
+        }
+        if let Ok(mut services) = self.services.write() {
+            services.retain(|s| !(s.spec.service == service && s.spec.stage == stage));
+        }
+        Ok(names)
+    }
+
+    /// Route displays per function, for listings.
+    pub fn routes_by_function(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.route_table().routes() {
+            out.entry(r.function.clone()).or_default().push(r.display());
+        }
+        out
+    }
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn validate_names(spec: &ServiceSpec) -> Result<(), GatewayError> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !ok(&spec.service) || !ok(&spec.stage) {
+        return Err(GatewayError::BadRequest(format!(
+            "service `{}` and stage `{}` may only use letters, digits, `-` and `_`",
+            spec.service, spec.stage
+        )));
+    }
+    for f in &spec.functions {
+        if !ok(&f.name) {
+            return Err(GatewayError::BadRequest(format!(
+                "function name `{}` may only use letters, digits, `-` and `_`",
+                f.name
+            )));
+        }
+    }
+    Ok(())
+}

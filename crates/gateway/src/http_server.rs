@@ -1,0 +1,284 @@
+//! The listener: routing between `/_tusk/*`, the Lambda API and user routes; authentication.
+
+use crate::apigw::{self, HttpRequest, HttpResponse};
+use crate::routes::Payload;
+use crate::{admin, lambda_api, web, AppState};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tusk_manifest::RuntimeKind;
+use tusk_pool::{AcquireError, WebOutcome};
+
+/// Web apps may take uploads bigger than Lambda's 6 MB event limit.
+const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
+
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/_tusk/health", get(admin::health))
+        .route("/_tusk/metrics", get(admin::metrics))
+        .route(
+            "/_tusk/packages/{sha}",
+            put(admin::upload_package).head(admin::has_package),
+        )
+        .route("/_tusk/deployments", post(admin::deploy))
+        .route("/_tusk/functions", get(admin::list))
+        .route("/_tusk/functions/{name}", get(admin::info))
+        .route("/_tusk/functions/{name}/logs", get(admin::logs))
+        .route(
+            "/_tusk/services/{service}",
+            axum::routing::delete(admin::remove),
+        )
+        .route("/2015-03-31/functions", get(lambda_api::list_functions))
+        .route("/2015-03-31/functions/", get(lambda_api::list_functions))
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(lambda_api::get_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(lambda_api::invoke),
+        )
+        .fallback(user_route)
+        .with_state(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    tracing::info!("shutting down");
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub fn admin_error(status: StatusCode, message: &str) -> Response {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// Lambda's error shape: the type in `X-Amzn-ErrorType`, details in the JSON body.
+pub fn lambda_error(status: StatusCode, error_type: &str, body: Value) -> Response {
+    let mut r = json_response(status, &body);
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+fn check(
+    state: &AppState,
+    req: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), tusk_auth::AuthError> {
+    let parts = tusk_auth::RequestParts {
+        method: req.method.as_str(),
+        raw_path: req.uri.path(),
+        raw_query: req.uri.query().unwrap_or(""),
+        headers: &req.headers,
+        body,
+    };
+    tusk_auth::authenticate(&parts, &state.credentials, std::time::SystemTime::now()).map(|_| ())
+}
+
+fn auth_response(e: &tusk_auth::AuthError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let message = e.to_string();
+    lambda_error(
+        status,
+        e.aws_error_type(),
+        json!({"Type": "User", "message": message, "error": message}),
+    )
+}
+
+pub fn authorize_admin(
+    state: &AppState,
+    req: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), Response> {
+    check(state, req, body).map_err(|e| auth_response(&e))
+}
+
+pub fn authorize_lambda(
+    state: &AppState,
+    req: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), Response> {
+    check(state, req, body).map_err(|e| auth_response(&e))
+}
+
+fn to_response(r: HttpResponse) -> Response {
+    let mut resp = (r.status, r.body).into_response();
+    let headers = resp.headers_mut();
+    for (name, value) in r.headers {
+        headers.append(name, value);
+    }
+    resp
+}
+
+fn gateway_message(status: StatusCode, message: &str) -> Response {
+    json_response(status, &json!({ "message": message }))
+}
+
+/// Everything that is not Tusk's own API: the deployed `httpApi` / `http` routes.
+async fn user_route(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/_tusk/") || path.starts_with("/2015-03-31/") {
+        return admin_error(StatusCode::NOT_FOUND, &format!("no Tusk API at {path}"));
+    }
+    let method = req.method().as_str().to_string();
+    let table = state.control.route_table();
+    let Some(matched) = table.find(&method, &path) else {
+        return gateway_message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let route = matched.route.clone();
+    let params = matched.params;
+    let Some(pool) = state.control.dispatcher.get(&route.function) else {
+        return gateway_message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let spec = pool.spec().clone();
+    let (parts, body) = req.into_parts();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let limit = if spec.kind == RuntimeKind::PhpFpm {
+        MAX_WEB_BODY
+    } else {
+        lambda_api::MAX_SYNC_PAYLOAD
+    };
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
+    };
+
+    if spec.kind == RuntimeKind::PhpFpm {
+        if matches!(method.as_str(), "GET" | "HEAD") {
+            if let Some(file) = web::static_file(&spec, &path).await {
+                return to_response(web::serve_static(&file, &method, &parts.headers).await);
+            }
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let params = web::fastcgi_params(
+            &spec,
+            &web::WebRequest {
+                method: &method,
+                path: &path,
+                raw_query: &raw_query,
+                headers: &parts.headers,
+                body_len: body.len(),
+                remote,
+                local: state.listen,
+                request_id: &request_id,
+            },
+        );
+        return match pool.http(&params, &body).await {
+            Ok(result) => match result.outcome {
+                WebOutcome::Response(raw) => match tusk_fastcgi::parse_cgi_response(raw.stdout) {
+                    Ok(cgi) => {
+                        let mut headers = Vec::with_capacity(cgi.headers.len());
+                        for (n, v) in cgi.headers {
+                            if let (Ok(n), Ok(v)) = (
+                                http::HeaderName::from_bytes(n.as_bytes()),
+                                HeaderValue::from_str(&v),
+                            ) {
+                                headers.push((n, v));
+                            }
+                        }
+                        to_response(HttpResponse {
+                            status: StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::OK),
+                            headers,
+                            body: if method == "HEAD" {
+                                Bytes::new()
+                            } else {
+                                cgi.body
+                            },
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %route.function, error = %e, "bad CGI response");
+                        gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                    }
+                },
+                WebOutcome::Timeout => {
+                    gateway_message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
+                }
+                WebOutcome::Crashed(_) => gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+            },
+            Err(AcquireError::Throttled) => {
+                gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            }
+            Err(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+    }
+
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let stage = state
+        .control
+        .resolve(&route.function)
+        .map(|(r, _, _)| r.spec.stage)
+        .unwrap_or_else(|| "dev".into());
+    let event = apigw::request_event(
+        &HttpRequest {
+            method: &method,
+            path: &path,
+            raw_query: &raw_query,
+            headers: &parts.headers,
+            body: &body,
+            remote,
+            request_id: &request_id,
+            stage: &stage,
+        },
+        &route,
+        &params,
+    );
+    let payload = Bytes::from(event.to_string());
+    match pool.invoke(payload, None).await {
+        Ok(result) => match result.result {
+            Ok(out) => to_response(apigw::response_from_result(route.payload, &out)),
+            Err(_) => match route.payload {
+                Payload::V2 => {
+                    gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                }
+                Payload::V1 => gateway_message(StatusCode::BAD_GATEWAY, "Internal server error"),
+            },
+        },
+        Err(AcquireError::Throttled) => {
+            gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+        }
+        Err(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}

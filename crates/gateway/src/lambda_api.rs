@@ -1,0 +1,253 @@
+//! The Lambda API subset on the node's listener: Invoke, ListFunctions, GetFunction
+//! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
+
+use crate::control::function_arn;
+use crate::http_server::{authorize_lambda, lambda_error};
+use crate::AppState;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tusk_manifest::{FunctionSpec, RuntimeKind};
+use tusk_pool::AcquireError;
+use tusk_store::ServiceRecord;
+
+/// Lambda's synchronous payload limit.
+pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+
+fn function_not_found(state: &AppState, name: &str) -> Response {
+    let arn = if name.starts_with("arn:") {
+        name.to_string()
+    } else {
+        function_arn("us-east-1", name)
+    };
+    let _ = state;
+    lambda_error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": format!("Function not found: {arn}")}),
+    )
+}
+
+pub fn throttled() -> Response {
+    let mut r = lambda_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequestsException",
+        json!({
+            "Type": "User",
+            "message": "Rate Exceeded.",
+            "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+        }),
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+pub async fn invoke(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_SYNC_PAYLOAD + 1).await {
+        Ok(b) if b.len() <= MAX_SYNC_PAYLOAD => b,
+        _ => {
+            return lambda_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                json!({"Type": "User", "message": format!("Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation")}),
+            )
+        }
+    };
+    let req = parts;
+    if let Err(r) = authorize_lambda(&state, &req, &body) {
+        return r;
+    }
+    let Some((record, f, full)) = state.control.resolve(&name) else {
+        return function_not_found(&state, &name);
+    };
+    let header = |n: &str| {
+        req.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let invocation_type =
+        header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            json!({"Type": "User", "message": "Could not parse request body into json: the payload is not valid JSON"}),
+        );
+    }
+    match invocation_type.as_str() {
+        "RequestResponse" => {}
+        "DryRun" => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            r.headers_mut().insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
+            return r;
+        }
+        "Event" => {
+            return lambda_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                json!({"Type": "User", "message": "Asynchronous (Event) invocations are not available on this node yet; use RequestResponse"}),
+            )
+        }
+        other => {
+            return lambda_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                json!({"Type": "User", "message": format!("Invalid invocation type {other}: use RequestResponse, Event or DryRun")}),
+            )
+        }
+    }
+    if f.kind == RuntimeKind::PhpFpm {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            json!({"Type": "User", "message": format!("{full} is a web app (runtime {}); send it HTTP requests on its routes instead of invoking it", f.runtime)}),
+        );
+    }
+    let Some(pool) = state.control.dispatcher.get(&full) else {
+        return function_not_found(&state, &name);
+    };
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    let client_context = header("x-amz-client-context").and_then(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    });
+    let result = match pool.invoke(payload, client_context).await {
+        Ok(r) => r,
+        Err(AcquireError::Throttled) => return throttled(),
+        Err(e) => {
+            return lambda_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                json!({"Type": "Service", "message": e.to_string()}),
+            )
+        }
+    };
+    let _ = record;
+    let (body, function_error) = match result.result {
+        Ok(body) => (body, None),
+        Err((body, _)) => (body, Some("Unhandled")),
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&result.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(kind) = function_error {
+        h.insert("x-amz-function-error", HeaderValue::from_static(kind));
+    }
+    if header("x-amz-log-type").is_some_and(|t| t.eq_ignore_ascii_case("Tail")) {
+        let tail = last_bytes(result.log_tail.as_bytes(), 4096);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(tail);
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    r
+}
+
+fn last_bytes(b: &[u8], n: usize) -> &[u8] {
+    &b[b.len().saturating_sub(n)..]
+}
+
+fn last_modified(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value {
+    let sha_b64 = hex::decode(&record.package)
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+        .unwrap_or_default();
+    json!({
+        "FunctionName": full,
+        "FunctionArn": function_arn(&record.spec.region, full),
+        "Runtime": f.runtime,
+        "Role": format!("arn:aws:iam::{}:role/tusk", crate::ACCOUNT_ID),
+        "Handler": f.handler,
+        "CodeSize": 0,
+        "Description": "",
+        "Timeout": f.timeout,
+        "MemorySize": f.memory_size,
+        "LastModified": last_modified(record.deployed_at_ms),
+        "CodeSha256": sha_b64,
+        "Version": "$LATEST",
+        "Environment": {"Variables": f.environment},
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": format!("{}-{}", record.package.get(..8).unwrap_or_default(), record.version),
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": [std::env::consts::ARCH.replace("aarch64", "arm64")],
+        "EphemeralStorage": {"Size": f.ephemeral_storage_size},
+    })
+}
+
+pub async fn list_functions(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if let Err(r) = authorize_lambda(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let functions: Vec<Value> = state
+        .control
+        .service_records()
+        .iter()
+        .flat_map(|s| {
+            s.functions()
+                .map(|(full, f)| configuration(s, f, &full))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    crate::http_server::json_response(StatusCode::OK, &json!({ "Functions": functions }))
+}
+
+pub async fn get_function(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authorize_lambda(&state, &req.into_parts().0, b"") {
+        return r;
+    }
+    let Some((record, f, full)) = state.control.resolve(&name) else {
+        return function_not_found(&state, &name);
+    };
+    let mut body = json!({
+        "Configuration": configuration(&record, &f, &full),
+        "Code": {"RepositoryType": "Tusk", "Location": format!("http://{}/_tusk/packages/{}", state.listen, record.package)},
+    });
+    if let Some(r) = f.reserved_concurrency {
+        body["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
+    }
+    crate::http_server::json_response(StatusCode::OK, &body)
+}

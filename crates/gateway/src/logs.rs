@@ -1,0 +1,84 @@
+//! Function logs: instances write lines into a bounded channel; one writer thread batches them
+//! into the store and prunes old lines (retention).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tusk_instance::LogSink;
+use tusk_store::{LogStream, NewLogLine, Store};
+
+const CHANNEL_CAPACITY: usize = 200_000;
+const BATCH: usize = 2_000;
+
+pub struct NodeLogs {
+    tx: mpsc::Sender<NewLogLine>,
+    dropped: AtomicU64,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl LogSink for NodeLogs {
+    fn log(&self, function: &str, request_id: Option<&str>, stream: LogStream, line: &str) {
+        let entry = NewLogLine {
+            function: function.to_string(),
+            ts_ms: now_ms(),
+            request_id: request_id.map(str::to_string),
+            stream,
+            line: line.to_string(),
+        };
+        // A function printing faster than the disk takes it loses lines, not the node.
+        if self.tx.try_send(entry).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl NodeLogs {
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the writer thread; `retention` bounds how long lines are kept.
+pub fn start(store: Arc<dyn Store>, retention: Duration) -> Arc<NodeLogs> {
+    let (tx, mut rx) = mpsc::channel::<NewLogLine>(CHANNEL_CAPACITY);
+    std::thread::Builder::new()
+        .name("tusk-log-writer".into())
+        .spawn(move || {
+            let mut last_prune = Instant::now() - Duration::from_secs(3600);
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(l) => batch.push(l),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = store.append_logs(&batch) {
+                    tracing::warn!(error = %e, lines = batch.len(), "cannot store log lines");
+                }
+                batch.clear();
+                if last_prune.elapsed() > Duration::from_secs(600) {
+                    last_prune = Instant::now();
+                    let cutoff = now_ms() - retention.as_millis() as i64;
+                    match store.prune_logs(cutoff) {
+                        Ok(n) if n > 0 => tracing::info!(lines = n, "pruned old log lines"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot prune logs"),
+                    }
+                }
+            }
+        })
+        .ok();
+    Arc::new(NodeLogs {
+        tx,
+        dropped: AtomicU64::new(0),
+    })
+}

@@ -1,0 +1,116 @@
+//! `php-8x-fpm` instances: one `php-cgi` worker per instance, reached over FastCGI on a Unix
+//! socket with one kept-alive connection (see docs/decisions.md for php-cgi vs php-fpm).
+
+use crate::process::{self, Process};
+use crate::{ExitInfo, LaunchSpec, LogSink, StartError};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tusk_fastcgi::{Connection, Params, RawResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FcgiFailure {
+    #[error("timed out")]
+    Timeout,
+    #[error("the PHP worker exited ({0})")]
+    Exited(ExitInfo),
+    #[error("FastCGI error: {0}")]
+    Protocol(String),
+    #[error("this instance does not speak FastCGI")]
+    NotFastCgi,
+}
+
+pub(crate) struct FcgiWorker {
+    socket: PathBuf,
+    conn: tokio::sync::Mutex<Option<Connection>>,
+}
+
+impl Drop for FcgiWorker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl FcgiWorker {
+    pub(crate) async fn spawn(
+        spec: &LaunchSpec,
+        id: &str,
+        sink: Arc<dyn LogSink>,
+    ) -> Result<(FcgiWorker, Process), StartError> {
+        let socket = spec.run_dir.join(format!("{id}.sock"));
+        // php-cgi serves FastCGI on a listening socket handed over as its stdin (the classic
+        // spawn-fcgi contract): no port to pick, no race between bind and connect.
+        let listener =
+            std::os::unix::net::UnixListener::bind(&socket).map_err(StartError::Setup)?;
+        let mut cmd = tokio::process::Command::new(&spec.php_cgi);
+        cmd.args([
+            "-d",
+            "opcache.validate_timestamps=0",
+            "-d",
+            "expose_php=0",
+            "-d",
+            "cgi.fix_pathinfo=0",
+        ]);
+        cmd.env_clear()
+            .envs(process::base_env(spec))
+            .env("PHP_FCGI_CHILDREN", "0")
+            .env("PHP_FCGI_MAX_REQUESTS", max_requests(spec.max_invocations))
+            .current_dir(&spec.code_dir)
+            .stdin(Stdio::from(OwnedFd::from(listener)));
+        let process = process::spawn(cmd, spec, sink)?;
+        let conn = Connection::connect_unix(&socket)
+            .await
+            .map_err(|e| StartError::Setup(std::io::Error::other(e.to_string())))?;
+        Ok((
+            FcgiWorker {
+                socket,
+                conn: tokio::sync::Mutex::new(Some(conn)),
+            },
+            process,
+        ))
+    }
+
+    pub(crate) async fn request(
+        &self,
+        params: &Params,
+        body: &[u8],
+        process: &Process,
+        timeout: Duration,
+    ) -> Result<RawResponse, FcgiFailure> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            let conn = Connection::connect_unix(&self.socket)
+                .await
+                .map_err(|e| FcgiFailure::Protocol(e.to_string()))?;
+            *guard = Some(conn);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(FcgiFailure::Protocol("no connection".into()));
+        };
+        let result = tokio::select! {
+            r = conn.request(params, body) => r.map_err(|e| FcgiFailure::Protocol(e.to_string())),
+            info = process.exited() => Err(FcgiFailure::Exited(info)),
+            _ = tokio::time::sleep(timeout) => Err(FcgiFailure::Timeout),
+        };
+        if result.is_err() {
+            *guard = None;
+            // The worker may have died while we read: report that rather than a broken pipe.
+            if let (Err(FcgiFailure::Protocol(_)), Some(info)) = (&result, process.exit_info()) {
+                return Err(FcgiFailure::Exited(info));
+            }
+        }
+        result
+    }
+}
+
+/// php-cgi recycles itself after PHP_FCGI_MAX_REQUESTS; the pool replaces exhausted instances
+/// itself, so php-cgi's own limit only has to stay out of the way.
+fn max_requests(max_invocations: u32) -> String {
+    if max_invocations == 0 {
+        "2000000000".to_string()
+    } else {
+        max_invocations.to_string()
+    }
+}

@@ -1,0 +1,381 @@
+//! The OS side of an instance: spawn with a clean environment in its own process group,
+//! capture stdout+stderr line by line, notice the exit, kill the whole tree.
+
+use crate::{LaunchSpec, LogSink, StartError};
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tusk_manifest::RuntimeKind;
+use tusk_store::LogStream;
+
+/// The last 4 KB of an invocation's log is what `X-Amz-Log-Type: Tail` returns.
+const TAIL_BYTES: usize = 4096;
+/// Longer lines are split so one runaway print cannot hold megabytes in memory.
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ExitInfo(String);
+
+impl ExitInfo {
+    pub(crate) fn new(s: String) -> Self {
+        ExitInfo(s)
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which request a line belongs to, and the current invocation's log tail.
+pub(crate) struct Capture {
+    function: String,
+    sink: Arc<dyn LogSink>,
+    state: Mutex<CaptureState>,
+}
+
+#[derive(Default)]
+struct CaptureState {
+    request_id: Option<String>,
+    tail: String,
+}
+
+impl Capture {
+    pub(crate) fn begin(&self, request_id: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.request_id = Some(request_id.to_string());
+            s.tail.clear();
+        }
+    }
+
+    pub(crate) fn platform(&self, request_id: &str, line: &str) {
+        self.sink
+            .log(&self.function, Some(request_id), LogStream::Platform, line);
+        if let Ok(mut s) = self.state.lock() {
+            push_tail(&mut s.tail, line);
+        }
+    }
+
+    pub(crate) fn finish(&self) -> String {
+        self.state
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.tail))
+            .unwrap_or_default()
+    }
+
+    fn line(&self, line: &str) {
+        let request_id = match self.state.lock() {
+            Ok(mut s) => {
+                push_tail(&mut s.tail, line);
+                s.request_id.clone()
+            }
+            Err(_) => None,
+        };
+        self.sink.log(
+            &self.function,
+            request_id.as_deref(),
+            LogStream::Stdout,
+            line,
+        );
+    }
+}
+
+fn push_tail(tail: &mut String, line: &str) {
+    tail.push_str(line);
+    tail.push('\n');
+    if tail.len() > 2 * TAIL_BYTES {
+        let mut cut = tail.len() - TAIL_BYTES;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail.drain(..cut);
+    }
+}
+
+pub(crate) struct Process {
+    pid: i32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    capture: Arc<Capture>,
+    log_fd: RawFd,
+    reader_busy: Arc<AtomicBool>,
+}
+
+impl Process {
+    pub(crate) fn capture(&self) -> &Capture {
+        &self.capture
+    }
+
+    pub(crate) fn exit_info(&self) -> Option<ExitInfo> {
+        self.exit.borrow().clone()
+    }
+
+    /// Resolves when the main process has exited.
+    pub(crate) async fn exited(&self) -> ExitInfo {
+        let mut rx = self.exit.clone();
+        loop {
+            if let Some(info) = rx.borrow_and_update().clone() {
+                return info;
+            }
+            if rx.changed().await.is_err() {
+                return ExitInfo::new("instance monitor stopped".into());
+            }
+        }
+    }
+
+    /// Kills the instance's whole process group: background children die with it.
+    pub(crate) fn kill(&self) {
+        // SAFETY: kill(2) with a negative pid signals the process group we created with
+        // process_group(0); it touches no memory. A stale group id is harmless (ESRCH).
+        unsafe {
+            libc::kill(-self.pid, libc::SIGKILL);
+        }
+    }
+
+    /// Peak RSS of the main process (VmHWM), in KB; 0 when it is gone. procfs reads are served
+    /// from kernel memory and never block on I/O, so this is fine on an async thread.
+    pub(crate) fn peak_rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Output the function printed before answering may still sit in the pipe; wait (briefly)
+    /// until the reader has taken it, so it lands in this invocation's log and tail.
+    pub(crate) async fn drain(&self) {
+        for _ in 0..50 {
+            if pending_bytes(self.log_fd) == 0 && !self.reader_busy.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+}
+
+fn pending_bytes(fd: RawFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local.
+    // The fd belongs to the log pipe, open while the reader task lives; if it was closed the
+    // call fails with EBADF and we report 0.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        0
+    } else {
+        n
+    }
+}
+
+/// The environment every instance gets: Lambda's variables plus the function's own. Tusk's
+/// own environment never reaches an instance.
+pub(crate) fn base_env(spec: &LaunchSpec) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TZ".into(), ":UTC".into()),
+        ("HOME".into(), "/tmp".into()),
+        (
+            "LAMBDA_TASK_ROOT".into(),
+            spec.code_dir.display().to_string(),
+        ),
+        (
+            "LAMBDA_RUNTIME_DIR".into(),
+            spec.php_runtime_dir.display().to_string(),
+        ),
+        ("_HANDLER".into(), spec.handler.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_NAME".into(),
+            spec.function_name.clone(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_VERSION".into(), spec.version.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            spec.memory_mb.to_string(),
+        ),
+        ("AWS_REGION".into(), spec.region.clone()),
+        ("AWS_DEFAULT_REGION".into(), spec.region.clone()),
+        ("AWS_EXECUTION_ENV".into(), "Tusk".into()),
+        (
+            "TUSK_MAX_INVOCATIONS".into(),
+            spec.max_invocations.to_string(),
+        ),
+    ];
+    env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// Starts a Runtime API client: Tusk's PHP runtime, or the package's `bootstrap`.
+pub(crate) fn spawn_runtime(
+    spec: &LaunchSpec,
+    api: SocketAddr,
+    sink: Arc<dyn LogSink>,
+) -> Result<Process, StartError> {
+    let mut cmd;
+    match spec.kind {
+        RuntimeKind::Provided => {
+            cmd = tokio::process::Command::new(spec.code_dir.join("bootstrap"));
+        }
+        _ => {
+            cmd = tokio::process::Command::new(&spec.php_cli);
+            cmd.args(php_cli_flags());
+            cmd.arg(spec.php_runtime_dir.join("bootstrap.php"));
+        }
+    }
+    cmd.env_clear()
+        .envs(base_env(spec))
+        .env("AWS_LAMBDA_RUNTIME_API", api.to_string());
+    if spec.kind == RuntimeKind::PhpConsole {
+        cmd.env("TUSK_RUNTIME_MODE", "console");
+    }
+    cmd.current_dir(&spec.code_dir).stdin(Stdio::null());
+    spawn(cmd, spec, sink)
+}
+
+/// `-d` flags for the PHP CLI runtime (runtime/php/bootstrap.php documents them): errors to
+/// stderr (captured as logs), no PHP-level time limit (Tusk enforces `timeout`), opcache on.
+fn php_cli_flags() -> Vec<&'static str> {
+    [
+        "display_errors=stderr",
+        "log_errors=0",
+        "html_errors=0",
+        "error_reporting=-1",
+        "variables_order=EGPCS",
+        "default_socket_timeout=-1",
+        "max_execution_time=0",
+        "opcache.enable_cli=1",
+        "opcache.memory_consumption=32",
+        "opcache.interned_strings_buffer=4",
+        "opcache.validate_timestamps=0",
+    ]
+    .into_iter()
+    .flat_map(|flag| ["-d", flag])
+    .collect()
+}
+
+/// Spawns `cmd` in its own process group with stdout and stderr on one log pipe.
+pub(crate) fn spawn(
+    mut cmd: tokio::process::Command,
+    spec: &LaunchSpec,
+    sink: Arc<dyn LogSink>,
+) -> Result<Process, StartError> {
+    let (reader, writer) = std::io::pipe().map_err(StartError::Setup)?;
+    let writer2 = writer.try_clone().map_err(StartError::Setup)?;
+    cmd.stdout(Stdio::from(OwnedFd::from(writer)))
+        .stderr(Stdio::from(OwnedFd::from(writer2)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let program = format!("{:?}", cmd.as_std().get_program());
+    let mut child = cmd.spawn().map_err(|source| StartError::Spawn {
+        program: program.trim_matches('"').to_string(),
+        source,
+    })?;
+    // Our copies of the write ends were moved into `cmd`; drop it so EOF arrives when the
+    // instance's processes are all gone.
+    drop(cmd);
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
+    let reader = OwnedFd::from(reader);
+    let log_fd = reader.as_raw_fd();
+    let pipe =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(reader).map_err(StartError::Setup)?;
+
+    let capture = Arc::new(Capture {
+        function: spec.function_name.clone(),
+        sink,
+        state: Mutex::new(CaptureState::default()),
+    });
+    let reader_busy = Arc::new(AtomicBool::new(false));
+    tokio::spawn(read_lines(pipe, capture.clone(), reader_busy.clone()));
+
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let info = match child.wait().await {
+            Ok(status) => match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => format!("exit status {code}"),
+                (None, Some(sig)) => format!("signal: {sig} ({})", signal_name(sig)),
+                _ => "exited".to_string(),
+            },
+            Err(e) => format!("lost track of the process: {e}"),
+        };
+        // Leftover background processes of the instance die with it.
+        // SAFETY: signals the instance's own process group; touches no memory.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = exit_tx.send(Some(ExitInfo(info)));
+    });
+    Ok(Process {
+        pid,
+        exit: exit_rx,
+        capture,
+        log_fd,
+        reader_busy,
+    })
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "killed",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGABRT => "aborted",
+        libc::SIGTERM => "terminated",
+        _ => "signal",
+    }
+}
+
+async fn read_lines(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    capture: Arc<Capture>,
+    busy: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        busy.store(true, Ordering::Release);
+        pending.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos;
+            emit(&capture, &pending[start..end]);
+            start = end + 1;
+        }
+        pending.drain(..start);
+        while pending.len() >= MAX_LINE {
+            let rest = pending.split_off(MAX_LINE);
+            emit(&capture, &pending);
+            pending = rest;
+        }
+        // Output without a trailing newline is still this invocation's: flush it when the pipe
+        // is momentarily empty.
+        if !pending.is_empty() && pending_bytes(pipe.as_raw_fd()) == 0 {
+            emit(&capture, &pending);
+            pending.clear();
+        }
+        busy.store(false, Ordering::Release);
+    }
+    if !pending.is_empty() {
+        emit(&capture, &pending);
+    }
+}
+
+fn emit(capture: &Capture, bytes: &[u8]) {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    capture.line(&String::from_utf8_lossy(bytes));
+}

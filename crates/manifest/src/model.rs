@@ -1,0 +1,85 @@
+//! The resolved deployment model: what a `serverless.yml` means once variables are resolved.
+//! The CLI builds it from the YAML and sends it to the node as JSON; the node stores and runs it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One deployed service (a `serverless.yml` at one stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub service: String,
+    pub stage: String,
+    pub region: String,
+    /// `package.patterns`, in file order (`!pattern` excludes).
+    #[serde(default)]
+    pub package_patterns: Vec<String>,
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// Which process serves a function's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    /// `php-8x`: Tusk's PHP runtime loop speaking the Runtime API.
+    PhpFunction,
+    /// `php-8x-fpm`: a web app behind FastCGI; the handler is the front controller.
+    PhpFpm,
+    /// `php-8x-console`: `php <handler> <args>` per invocation.
+    PhpConsole,
+    /// `provided*`: the package's own `bootstrap` speaking the Runtime API.
+    Provided,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    /// Short name, the key under `functions:`.
+    pub name: String,
+    pub handler: String,
+    /// The runtime as written (e.g. `php-82-fpm`, `provided.al2023`).
+    pub runtime: String,
+    pub kind: RuntimeKind,
+    /// PHP version the runtime name asked for (`8.2`), `None` for `provided` without a Bref layer.
+    pub php_version: Option<String>,
+    /// MB; default 1024.
+    pub memory_size: u32,
+    /// Seconds; default 6.
+    pub timeout: u32,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub events: Vec<EventSpec>,
+    pub reserved_concurrency: Option<u32>,
+    #[serde(default)]
+    pub provisioned_concurrency: u32,
+    /// MB; default 512.
+    pub ephemeral_storage_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum EventSpec {
+    /// API Gateway HTTP API (payload 2.0). `method` is upper-case or `*`; `path` is `*` for the
+    /// catch-all route `'*'`, otherwise starts with `/` and may hold `{param}` / `{proxy+}`.
+    HttpApi { method: String, path: String },
+    /// API Gateway REST API (payload 1.0). Same conventions; `ANY` is stored as `*`.
+    Http { method: String, path: String },
+    Schedule {
+        /// `rate(...)` or `cron(...)` as written.
+        expression: String,
+        input: Option<serde_json::Value>,
+        enabled: bool,
+    },
+    Sqs {
+        arn: String,
+        batch_size: u32,
+        maximum_batching_window: u32,
+        function_response_type: Option<String>,
+    },
+}
+
+impl ServiceSpec {
+    /// The Lambda function name, as the Serverless Framework names it: `service-stage-name`.
+    pub fn function_name(&self, function: &FunctionSpec) -> String {
+        format!("{}-{}-{}", self.service, self.stage, function.name)
+    }
+}

@@ -1,0 +1,511 @@
+use crate::metrics::FunctionMetrics;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tusk_instance::{
+    FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, RawResponse,
+    StartError,
+};
+
+/// Node-wide knobs for every pool.
+#[derive(Debug, Clone)]
+pub struct PoolLimits {
+    /// Instances per function when it sets no `reservedConcurrency`.
+    pub default_max_instances: usize,
+    /// Requests allowed to wait for an instance before new ones get 429.
+    pub queue_limit: usize,
+    /// How long a request waits for an instance before it gets 429.
+    pub queue_wait: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// The instances of one function version.
+pub struct FunctionPool {
+    spec: Arc<LaunchSpec>,
+    logs: Arc<dyn LogSink>,
+    metrics: Arc<FunctionMetrics>,
+    limits: PoolLimits,
+    provisioned: usize,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    idle: Mutex<Vec<Instance>>,
+    alive: AtomicUsize,
+    retired: AtomicBool,
+}
+
+/// Result of one Runtime API invocation, ready for the Invoke API.
+pub struct InvokeResult {
+    pub request_id: String,
+    /// `Ok(payload)` or `Err((error JSON, errorType))`.
+    pub result: Result<Bytes, (Bytes, String)>,
+    pub log_tail: String,
+}
+
+pub enum WebOutcome {
+    Response(RawResponse),
+    Timeout,
+    Crashed(String),
+}
+
+pub struct WebResult {
+    pub request_id: String,
+    pub outcome: WebOutcome,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("too many concurrent requests")]
+    Throttled,
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+struct Lease<'a> {
+    pool: &'a FunctionPool,
+    instance: Option<Instance>,
+    cold: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease<'_> {
+    fn instance(&self) -> Option<&Instance> {
+        self.instance.as_ref()
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            self.pool.release(instance);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn error_body(error_type: &str, message: String) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+impl FunctionPool {
+    pub fn new(
+        spec: Arc<LaunchSpec>,
+        reserved_concurrency: Option<u32>,
+        provisioned: u32,
+        limits: PoolLimits,
+        logs: Arc<dyn LogSink>,
+        metrics: Arc<FunctionMetrics>,
+    ) -> FunctionPool {
+        let max = reserved_concurrency
+            .map(|r| r as usize)
+            .unwrap_or(limits.default_max_instances);
+        FunctionPool {
+            spec,
+            logs,
+            metrics,
+            limits,
+            provisioned: (provisioned as usize).min(max),
+            permits: Arc::new(Semaphore::new(max)),
+            waiting: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            alive: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.function_name
+    }
+
+    pub fn spec(&self) -> &Arc<LaunchSpec> {
+        &self.spec
+    }
+
+    pub fn metrics(&self) -> &Arc<FunctionMetrics> {
+        &self.metrics
+    }
+
+    /// (idle, busy) instance counts.
+    pub fn instance_counts(&self) -> (usize, usize) {
+        let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);
+        let alive = self.alive.load(Ordering::Relaxed);
+        (idle, alive.saturating_sub(idle))
+    }
+
+    async fn acquire(&self) -> Result<Lease<'_>, AcquireError> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.queue_limit {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(AcquireError::Throttled);
+                }
+                let waited = tokio::time::timeout(
+                    self.limits.queue_wait,
+                    self.permits.clone().acquire_owned(),
+                )
+                .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(AcquireError::Throttled),
+                }
+            }
+        };
+        if let Some(instance) = self.pop_idle() {
+            return Ok(Lease {
+                pool: self,
+                instance: Some(instance),
+                cold: false,
+                _permit: permit,
+            });
+        }
+        let instance = self.start_instance().await?;
+        Ok(Lease {
+            pool: self,
+            instance: Some(instance),
+            cold: true,
+            _permit: permit,
+        })
+    }
+
+    /// Most recently used first: it is the warmest (caches, opcache).
+    fn pop_idle(&self) -> Option<Instance> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(instance) = idle.pop() {
+            if instance.is_alive() && !instance.exhausted() {
+                return Some(instance);
+            }
+            self.alive.fetch_sub(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    async fn start_instance(&self) -> Result<Instance, StartError> {
+        let instance = Instance::start(self.spec.clone(), self.logs.clone()).await?;
+        self.alive.fetch_add(1, Ordering::Relaxed);
+        FunctionMetrics::inc(&self.metrics.cold_starts);
+        Ok(instance)
+    }
+
+    fn release(&self, instance: Instance) {
+        if self.retired.load(Ordering::Acquire) || !instance.is_alive() || instance.exhausted() {
+            self.alive.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        match self.idle.lock() {
+            Ok(mut idle) => idle.push(instance),
+            Err(_) => {
+                self.alive.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stops accepting idle instances and stops the idle ones (a newer version took over).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let drained: Vec<Instance> = self
+            .idle
+            .lock()
+            .map(|mut i| std::mem::take(&mut *i))
+            .unwrap_or_default();
+        self.alive.fetch_sub(drained.len(), Ordering::Relaxed);
+    }
+
+    pub fn reap_idle(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let before = idle.len();
+        let keep = self.provisioned;
+        let timeout = self.limits.idle_timeout;
+        // Oldest first in the vector; reap from the front while above the provisioned floor.
+        let mut i = 0;
+        while i < idle.len() {
+            let over_floor = idle.len() > keep;
+            let expired = idle[i].idle_for() >= timeout;
+            let dead = !idle[i].is_alive();
+            if dead || (over_floor && expired) {
+                idle.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        let reaped = before - idle.len();
+        if reaped > 0 {
+            self.alive.fetch_sub(reaped, Ordering::Relaxed);
+            tracing::debug!(function = %self.name(), reaped, "stopped idle instances");
+        }
+    }
+
+    /// Starts instances until `provisionedConcurrency` are alive.
+    pub async fn ensure_provisioned(&self) {
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        while self.alive.load(Ordering::Relaxed) < self.provisioned {
+            match self.start_instance().await {
+                Ok(instance) => self.release(instance),
+                Err(e) => {
+                    tracing::warn!(function = %self.name(), error = %e, "cannot start a provisioned instance");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn init_failure(&self, request_id: &str, e: StartError) -> InvokeResult {
+        FunctionMetrics::inc(&self.metrics.invocations);
+        FunctionMetrics::inc(&self.metrics.errors);
+        let (body, error_type) = match e {
+            StartError::InitError { body } => {
+                let t = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("errorType")
+                            .and_then(|t| t.as_str())
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| "Runtime.InitError".into());
+                (body, t)
+            }
+            StartError::Exited(info) => (
+                error_body(
+                    "Runtime.ExitError",
+                    format!("RequestId: {request_id} Error: Runtime exited with error: {info}"),
+                ),
+                "Runtime.ExitError".to_string(),
+            ),
+            StartError::InitTimeout => (
+                error_body(
+                    "Runtime.InitTimeout",
+                    format!("RequestId: {request_id} Error: {e}"),
+                ),
+                "Runtime.InitTimeout".to_string(),
+            ),
+            other => (
+                error_body("Runtime.StartError", other.to_string()),
+                "Runtime.StartError".to_string(),
+            ),
+        };
+        let line = format!(
+            "INIT_REPORT RequestId: {request_id}\tPhase: init\tStatus: error\tError Type: {error_type}"
+        );
+        self.logs.log(
+            self.name(),
+            Some(request_id),
+            tusk_store::LogStream::Platform,
+            &line,
+        );
+        InvokeResult {
+            request_id: request_id.to_string(),
+            result: Err((body, error_type)),
+            log_tail: line + "\n",
+        }
+    }
+
+    /// Runs one event through a Runtime API instance.
+    pub async fn invoke(
+        &self,
+        payload: Bytes,
+        client_context: Option<String>,
+    ) -> Result<InvokeResult, AcquireError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let timeout = self.spec.timeout;
+        // One retry covers an instance that died while idle, before it took the event.
+        for attempt in 0..2 {
+            let mut lease = match self.acquire().await {
+                Ok(l) => l,
+                Err(AcquireError::Throttled) => {
+                    FunctionMetrics::inc(&self.metrics.throttles);
+                    return Err(AcquireError::Throttled);
+                }
+                Err(AcquireError::Start(e)) => return Ok(self.init_failure(&request_id, e)),
+            };
+            let Some(instance) = lease.instance() else {
+                continue;
+            };
+            let started = Instant::now();
+            self.begin(instance, &request_id);
+            let invocation = Invocation {
+                request_id: request_id.clone(),
+                payload: payload.clone(),
+                deadline_ms: now_ms() + timeout.as_millis() as u64,
+                function_arn: self.spec.function_arn.clone(),
+                trace_id: trace_id(&request_id),
+                client_context: client_context.clone(),
+            };
+            let outcome = instance.invoke(invocation, timeout).await;
+            if matches!(outcome, Outcome::NotDelivered) && attempt == 0 {
+                if let Some(dead) = lease.instance.take() {
+                    self.release(dead);
+                }
+                continue;
+            }
+            FunctionMetrics::inc(&self.metrics.invocations);
+            let result = match outcome {
+                Outcome::Success(body) => Ok(body),
+                Outcome::FunctionError { body, error_type } => Err((body, error_type)),
+                Outcome::Timeout => Err(self.timed_out(instance, &request_id)),
+                Outcome::Exited(info) => Err(self.exited(instance, &request_id, &info.to_string())),
+                Outcome::NotDelivered => Err(self.exited(
+                    instance,
+                    &request_id,
+                    "the runtime exited before taking the event",
+                )),
+            };
+            if result.is_err() {
+                FunctionMetrics::inc(&self.metrics.errors);
+            }
+            let log_tail = self.end(instance, &request_id, started, lease.cold).await;
+            return Ok(InvokeResult {
+                request_id,
+                result,
+                log_tail,
+            });
+        }
+        Ok(self.init_failure(&request_id, StartError::InitTimeout))
+    }
+
+    /// Sends one HTTP request to a FastCGI (web) instance.
+    pub async fn http(&self, params: &Params, body: &[u8]) -> Result<WebResult, AcquireError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let lease = match self.acquire().await {
+            Ok(l) => l,
+            Err(AcquireError::Throttled) => {
+                FunctionMetrics::inc(&self.metrics.throttles);
+                return Err(AcquireError::Throttled);
+            }
+            Err(AcquireError::Start(e)) => {
+                let r = self.init_failure(&request_id, e);
+                let message = r
+                    .result
+                    .err()
+                    .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                return Ok(WebResult {
+                    request_id,
+                    outcome: WebOutcome::Crashed(message),
+                });
+            }
+        };
+        let Some(instance) = lease.instance() else {
+            return Err(AcquireError::Throttled);
+        };
+        FunctionMetrics::inc(&self.metrics.invocations);
+        let started = Instant::now();
+        self.begin(instance, &request_id);
+        let outcome = match instance.fastcgi(params, body, self.spec.timeout).await {
+            Ok(raw) => WebOutcome::Response(raw),
+            Err(FcgiFailure::Timeout) => {
+                self.timed_out(instance, &request_id);
+                WebOutcome::Timeout
+            }
+            Err(other) => {
+                let msg = other.to_string();
+                self.exited(instance, &request_id, &msg);
+                WebOutcome::Crashed(msg)
+            }
+        };
+        if !matches!(outcome, WebOutcome::Response(_)) {
+            FunctionMetrics::inc(&self.metrics.errors);
+        }
+        if let WebOutcome::Response(raw) = &outcome {
+            for line in String::from_utf8_lossy(&raw.stderr).lines() {
+                self.logs.log(
+                    self.name(),
+                    Some(&request_id),
+                    tusk_store::LogStream::Stderr,
+                    line,
+                );
+            }
+        }
+        self.end(instance, &request_id, started, lease.cold).await;
+        Ok(WebResult {
+            request_id,
+            outcome,
+        })
+    }
+
+    fn begin(&self, instance: &Instance, request_id: &str) {
+        instance.begin(request_id);
+        instance.platform_line(
+            request_id,
+            &format!(
+                "START RequestId: {request_id} Version: {}",
+                self.spec.version
+            ),
+        );
+    }
+
+    /// Writes END and REPORT and returns the invocation's log tail.
+    async fn end(
+        &self,
+        instance: &Instance,
+        request_id: &str,
+        started: Instant,
+        cold: bool,
+    ) -> String {
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        instance.drain().await;
+        instance.platform_line(request_id, &format!("END RequestId: {request_id}"));
+        let mut report = format!(
+            "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            duration_ms.ceil().max(1.0) as u64,
+            self.spec.memory_mb,
+            instance.max_memory_used_mb(),
+        );
+        if cold {
+            report.push_str(&format!(
+                "\tInit Duration: {:.2} ms",
+                instance.init_duration.as_secs_f64() * 1000.0
+            ));
+        }
+        instance.platform_line(request_id, &report);
+        self.metrics.observe(duration_ms);
+        instance.take_log_tail()
+    }
+
+    fn timed_out(&self, instance: &Instance, request_id: &str) -> (Bytes, String) {
+        FunctionMetrics::inc(&self.metrics.timeouts);
+        let msg = format!(
+            "Task timed out after {:.2} seconds",
+            self.spec.timeout.as_secs_f64()
+        );
+        instance.platform_line(request_id, &format!("{} {request_id} {msg}", iso_now()));
+        (
+            error_body(
+                "Sandbox.Timedout",
+                format!("RequestId: {request_id} Error: {msg}"),
+            ),
+            "Sandbox.Timedout".to_string(),
+        )
+    }
+
+    fn exited(&self, instance: &Instance, request_id: &str, why: &str) -> (Bytes, String) {
+        let msg = format!("RequestId: {request_id} Error: Runtime exited with error: {why}");
+        instance.platform_line(request_id, &msg);
+        (
+            error_body("Runtime.ExitError", msg),
+            "Runtime.ExitError".to_string(),
+        )
+    }
+}
+
+fn trace_id(request_id: &str) -> String {
+    let hex: String = request_id.chars().filter(|c| *c != '-').take(24).collect();
+    format!("Root=1-{:08x}-{hex};Sampled=0", now_ms() / 1000)
+}
+
+fn iso_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,457 @@
+<?php
+
+declare(strict_types=1);
+
+/*
+ * Tusk PHP function runtime — `php-8x` (function) and `php-8x-console` (console).
+ *
+ * Speaks the Lambda Runtime API over one kept-alive HTTP/1.1 connection:
+ *   GET  /runtime/invocation/next  →  run the handler  →  POST /runtime/invocation/{id}/response | /error
+ * and POST /runtime/init/error when the handler cannot be loaded.
+ *
+ * Started by Tusk as (cwd = the function's package directory):
+ *
+ *   php -d display_errors=stderr -d log_errors=0 -d html_errors=0 -d error_reporting=-1 \
+ *       -d variables_order=EGPCS -d default_socket_timeout=-1 -d max_execution_time=0 \
+ *       -d opcache.enable_cli=1 -d opcache.memory_consumption=32 -d opcache.interned_strings_buffer=4 \
+ *       -d opcache.validate_timestamps=0 \
+ *       runtime/php/bootstrap.php
+ *
+ * Environment in: AWS_LAMBDA_RUNTIME_API (host:port), _HANDLER, LAMBDA_TASK_ROOT,
+ * AWS_LAMBDA_FUNCTION_NAME/VERSION/MEMORY_SIZE, AWS_REGION, TZ, the function's own variables, and
+ *   TUSK_MAX_INVOCATIONS  exit(0) after this many invocations (0 = unlimited; BREF_LOOP_MAX too)
+ *   TUSK_RUNTIME_MODE     `console` for php-8x-console, anything else = function runtime
+ *   TUSK_PHP_SHARE        where Debian's PHP libraries live (default /usr/share/php)
+ * See README.md next to this file for the whole contract.
+ *
+ * This file is on the cold-start path: no Composer, no extra files unless needed.
+ */
+
+namespace Tusk\Runtime;
+
+const API_VERSION = '2018-06-01';
+
+/** Flags for every JSON document we send back. */
+const JSON_OUT = \JSON_THROW_ON_ERROR | \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_PRESERVE_ZERO_FRACTION;
+
+/** An error with a Lambda-style errorType that is not a PHP class name (e.g. Runtime.NoSuchHandler). */
+final class RuntimeError extends \RuntimeException
+{
+    public function __construct(public readonly string $errorType, string $message)
+    {
+        parent::__construct($message);
+    }
+}
+
+/** Lost the connection to the Runtime API (retryable once on a fresh connection). */
+final class ConnectionLost extends \RuntimeException
+{
+}
+
+/**
+ * Minimal HTTP/1.1 client for the Runtime API: one kept-alive TCP connection, Content-Length and
+ * chunked response bodies, reconnects when the server closed the connection.
+ */
+final class RuntimeApi
+{
+    /** @var resource|null */
+    private $sock = null;
+
+    public function __construct(private readonly string $hostPort)
+    {
+    }
+
+    /**
+     * @param array<string,string> $headers
+     * @return array{0:int,1:array<string,string>,2:string} status, lower-cased headers, body
+     */
+    public function request(string $method, string $path, ?string $body = null, array $headers = []): array
+    {
+        $req = $method . ' /' . API_VERSION . $path . " HTTP/1.1\r\nHost: " . $this->hostPort . "\r\n";
+        foreach ($headers as $name => $value) {
+            $req .= $name . ': ' . $value . "\r\n";
+        }
+        if ($body !== null) {
+            $req .= "Content-Type: application/json\r\nContent-Length: " . \strlen($body) . "\r\n\r\n" . $body;
+        } else {
+            $req .= "\r\n";
+        }
+
+        for ($attempt = 1; ; $attempt++) {
+            try {
+                if ($this->sock === null || \feof($this->sock)) {
+                    $this->connect();
+                }
+                $this->write($req);
+                return $this->readResponse();
+            } catch (ConnectionLost $e) {
+                $this->close();
+                if ($attempt >= 5) {
+                    throw new \RuntimeException("Runtime API at {$this->hostPort} unreachable: " . $e->getMessage(), 0, $e);
+                }
+                \usleep(10_000 * $attempt * $attempt);
+            }
+        }
+    }
+
+    private function connect(): void
+    {
+        $ctx = \stream_context_create(['socket' => ['tcp_nodelay' => true]]);
+        $sock = @\stream_socket_client('tcp://' . $this->hostPort, $errno, $errstr, 5.0, \STREAM_CLIENT_CONNECT, $ctx);
+        if ($sock === false) {
+            throw new ConnectionLost("connect failed: $errstr ($errno)");
+        }
+        // `next` blocks until there is work: never time out a read.
+        \stream_set_timeout($sock, -1);
+        $this->sock = $sock;
+    }
+
+    private function close(): void
+    {
+        if ($this->sock !== null) {
+            @\fclose($this->sock);
+            $this->sock = null;
+        }
+    }
+
+    private function write(string $data): void
+    {
+        $len = \strlen($data);
+        $done = 0;
+        while ($done < $len) {
+            $n = @\fwrite($this->sock, $done === 0 ? $data : \substr($data, $done));
+            if ($n === false || $n === 0) {
+                throw new ConnectionLost('write failed');
+            }
+            $done += $n;
+        }
+    }
+
+    /** @return array{0:int,1:array<string,string>,2:string} */
+    private function readResponse(): array
+    {
+        $sock = $this->sock;
+        $line = \fgets($sock);
+        if ($line === false || $line === '') {
+            throw new ConnectionLost('connection closed by the server');
+        }
+        if (\strncmp($line, 'HTTP/1.', 7) !== 0) {
+            throw new ConnectionLost('bad status line: ' . \rtrim($line));
+        }
+        $status = (int) \substr($line, 9, 3);
+        $headers = [];
+        while (true) {
+            $line = \fgets($sock);
+            if ($line === false) {
+                throw new ConnectionLost('connection closed while reading headers');
+            }
+            $line = \rtrim($line, "\r\n");
+            if ($line === '') {
+                break;
+            }
+            $colon = \strpos($line, ':');
+            if ($colon !== false) {
+                $headers[\strtolower(\substr($line, 0, $colon))] = \trim(\substr($line, $colon + 1));
+            }
+        }
+
+        if (isset($headers['transfer-encoding']) && \stripos($headers['transfer-encoding'], 'chunked') !== false) {
+            $body = $this->readChunked();
+        } elseif (isset($headers['content-length'])) {
+            $len = (int) $headers['content-length'];
+            $body = $len > 0 ? \stream_get_contents($sock, $len) : '';
+            if ($body === false || \strlen($body) !== $len) {
+                throw new ConnectionLost('connection closed while reading the body');
+            }
+        } elseif ($status === 204 || $status === 304 || $status < 200) {
+            $body = '';
+        } else {
+            // No framing: the body runs until the server closes the connection.
+            $body = (string) \stream_get_contents($sock);
+            $headers['connection'] = 'close';
+        }
+
+        if (isset($headers['connection']) && \strcasecmp($headers['connection'], 'close') === 0) {
+            $this->close();
+        }
+        return [$status, $headers, $body];
+    }
+
+    private function readChunked(): string
+    {
+        $body = '';
+        while (true) {
+            $line = \fgets($this->sock);
+            if ($line === false) {
+                throw new ConnectionLost('connection closed inside a chunked body');
+            }
+            $size = \hexdec(\trim(\explode(';', $line, 2)[0]));
+            if ($size === 0) {
+                // Trailers, then the final empty line.
+                do {
+                    $line = \fgets($this->sock);
+                } while ($line !== false && \rtrim($line, "\r\n") !== '');
+                return $body;
+            }
+            $chunk = \stream_get_contents($this->sock, (int) $size);
+            if ($chunk === false || \strlen($chunk) !== (int) $size) {
+                throw new ConnectionLost('connection closed inside a chunk');
+            }
+            $body .= $chunk;
+            \fgets($this->sock); // CRLF after the chunk data
+        }
+    }
+}
+
+/** Mutable runtime state shared with the shutdown function. */
+final class State
+{
+    public ?string $invocationId = null;
+    public bool $initializing = true;
+}
+
+/** @return array{errorType:string,errorMessage:string,stackTrace:list<string>} */
+function error_payload(\Throwable $e): array
+{
+    return [
+        'errorType' => $e instanceof RuntimeError ? $e->errorType : \get_class($e),
+        'errorMessage' => $e->getMessage(),
+        'stackTrace' => $e instanceof RuntimeError ? [] : \explode("\n", $e->getTraceAsString()),
+    ];
+}
+
+/** Print an uncaught-style report to stderr, the way PHP itself would. */
+function log_throwable(\Throwable $e, string $prefix = 'Fatal error: Uncaught'): void
+{
+    if ($e instanceof RuntimeError) {
+        \fwrite(\STDERR, "$prefix {$e->errorType}: {$e->getMessage()}\n");
+        return;
+    }
+    $msg = "$prefix " . \get_class($e) . ': ' . $e->getMessage() . ' in ' . $e->getFile() . ':' . $e->getLine()
+        . "\nStack trace:\n" . $e->getTraceAsString() . "\n";
+    for ($prev = $e->getPrevious(); $prev !== null; $prev = $prev->getPrevious()) {
+        $msg .= 'Caused by: ' . \get_class($prev) . ': ' . $prev->getMessage() . ' in ' . $prev->getFile() . ':' . $prev->getLine() . "\n";
+    }
+    \fwrite(\STDERR, $msg);
+}
+
+function post_json(RuntimeApi $api, string $path, array $payload, array $headers = []): int
+{
+    try {
+        $json = \json_encode($payload, JSON_OUT | \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_PARTIAL_OUTPUT_ON_ERROR);
+    } catch (\JsonException) {
+        $json = '{"errorType":"Runtime.Unknown","errorMessage":"unencodable error","stackTrace":[]}';
+    }
+    return $api->request('POST', $path, $json, $headers)[0];
+}
+
+/** Falls back to the runtime's own copies / Debian's packages for classes the user's vendor lacks. */
+function register_fallback_autoloader(): void
+{
+    $share = \rtrim((string) (\getenv('TUSK_PHP_SHARE') ?: '/usr/share/php'), '/');
+    $own = __DIR__ . '/src';
+    $prefixes = [
+        'Psr\\Http\\Server\\' => "$own/Psr/Http/Server/",
+        'Psr\\Http\\Message\\' => "$share/Psr/Http/Message/",
+        'Nyholm\\Psr7\\' => "$share/Nyholm/Psr7/",
+        'Http\\Message\\' => "$share/Http/Message/",
+    ];
+    // Appended (not prepended): Composer's autoloader, registered earlier with prepend, wins.
+    \spl_autoload_register(static function (string $class) use ($prefixes, $own): void {
+        if ($class === 'Bref\\Context\\Context') {
+            require $own . '/Context.php';
+            return;
+        }
+        if ($class === 'Tusk\\Runtime\\Psr7Bridge') {
+            require $own . '/Psr7Bridge.php';
+            return;
+        }
+        if ($class === 'Tusk\\Runtime\\Console') {
+            require $own . '/Console.php';
+            return;
+        }
+        foreach ($prefixes as $prefix => $dir) {
+            if (\strncmp($class, $prefix, \strlen($prefix)) === 0) {
+                $file = $dir . \str_replace('\\', '/', \substr($class, \strlen($prefix))) . '.php';
+                if (\is_file($file)) {
+                    require $file;
+                }
+                return;
+            }
+        }
+    });
+}
+
+/** `require` in an empty scope, so the handler file sees no runtime variables. */
+function require_isolated(string $file): mixed
+{
+    return require $file;
+}
+
+/**
+ * Load the user's handler and return the function that runs one invocation.
+ *
+ * @return \Closure(mixed, object): mixed
+ */
+function load_handler(string $taskRoot, string $handlerName): \Closure
+{
+    if ($handlerName === '') {
+        throw new RuntimeError('Runtime.NoSuchHandler', 'The _HANDLER environment variable is empty: set `handler:` in serverless.yml');
+    }
+    $file = $handlerName[0] === '/' ? $handlerName : $taskRoot . '/' . $handlerName;
+
+    if (\is_file($file)) {
+        $handler = require_isolated($file);
+        $what = "The handler file `$handlerName`";
+    } elseif (\preg_match('/^\\\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(\\\\[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)*$/', $handlerName)
+        && \class_exists($handlerName)) {
+        $handler = new $handlerName();
+        $what = "The handler class `$handlerName`";
+    } else {
+        $hint = \str_contains($handlerName, '\\') || !\str_contains($handlerName, '.')
+            ? ' (not a file, and no such class: is vendor/autoload.php deployed?)'
+            : '';
+        throw new RuntimeError('Runtime.NoSuchHandler', "Handler `$handlerName` doesn't exist in $taskRoot$hint");
+    }
+
+    if ($handler instanceof \Psr\Http\Server\RequestHandlerInterface) {
+        if (!\class_exists(\Nyholm\Psr7\ServerRequest::class)) {
+            throw new RuntimeError('Runtime.MissingDependency', 'PSR-15 handlers need nyholm/psr7: `composer require nyholm/psr7`, or install the Debian package php-nyholm-psr7 on the node');
+        }
+        return static fn (mixed $event, object $context): mixed => Psr7Bridge::handle($handler, $event, $context);
+    }
+    if (\is_object($handler) && !($handler instanceof \Closure) && \method_exists($handler, 'handle')) {
+        return static fn (mixed $event, object $context): mixed => $handler->handle($event, $context);
+    }
+    if (\is_callable($handler)) {
+        return static fn (mixed $event, object $context): mixed => $handler($event, $context);
+    }
+    throw new RuntimeError(
+        'Runtime.InvalidHandler',
+        "$what must return a callable, a PSR-15 RequestHandlerInterface or an object with a handle(\$event, \$context) method; got " . \get_debug_type($handler),
+    );
+}
+
+function main(): void
+{
+    $apiHost = (string) \getenv('AWS_LAMBDA_RUNTIME_API');
+    if ($apiHost === '') {
+        \fwrite(\STDERR, "AWS_LAMBDA_RUNTIME_API is not set: this script is started by Tusk, not by hand\n");
+        exit(1);
+    }
+    $api = new RuntimeApi($apiHost);
+    $state = new State();
+    $taskRoot = \rtrim((string) (\getenv('LAMBDA_TASK_ROOT') ?: \getcwd()), '/');
+    $handlerName = (string) \getenv('_HANDLER');
+    $console = \getenv('TUSK_RUNTIME_MODE') === 'console';
+    $max = (int) (\getenv('TUSK_MAX_INVOCATIONS') ?: \getenv('BREF_LOOP_MAX') ?: 0);
+
+    // A fatal error (or exit()) while loading or running the handler kills the process; report it
+    // to the Runtime API first so the caller gets a useful error, then let the process die.
+    \register_shutdown_function(static function () use ($api, $state): void {
+        if (!$state->initializing && $state->invocationId === null) {
+            return;
+        }
+        \ini_set('memory_limit', '-1');
+        $err = \error_get_last();
+        if ($err !== null && ($err['type'] & (\E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR)) !== 0) {
+            $message = "PHP Fatal error: {$err['message']} in {$err['file']} on line {$err['line']}";
+        } else {
+            $message = 'The function called exit() ' . ($state->initializing ? 'while loading the handler' : 'during the invocation');
+        }
+        $payload = ['errorType' => 'Runtime.ExitError', 'errorMessage' => $message, 'stackTrace' => []];
+        try {
+            if ($state->initializing) {
+                post_json($api, '/runtime/init/error', $payload, ['Lambda-Runtime-Function-Error-Type' => 'Runtime.ExitError']);
+            } else {
+                post_json($api, '/runtime/invocation/' . $state->invocationId . '/error', $payload, ['Lambda-Runtime-Function-Error-Type' => 'Runtime.ExitError']);
+            }
+        } catch (\Throwable) {
+            // The process is going away anyway; Tusk reports the exit.
+        }
+    });
+
+    register_fallback_autoloader();
+    $jsonFlags = JSON_OUT;
+
+    try {
+        if ($console) {
+            $invoke = Console::prepare($taskRoot, $handlerName);
+            $jsonFlags |= \JSON_INVALID_UTF8_SUBSTITUTE;
+        } else {
+            if (\is_file($taskRoot . '/vendor/autoload.php')) {
+                require_isolated($taskRoot . '/vendor/autoload.php');
+            }
+            $invoke = load_handler($taskRoot, $handlerName);
+        }
+    } catch (\Throwable $e) {
+        log_throwable($e);
+        $payload = error_payload($e);
+        try {
+            post_json($api, '/runtime/init/error', $payload, ['Lambda-Runtime-Function-Error-Type' => $payload['errorType']]);
+        } catch (\Throwable $e2) {
+            \fwrite(\STDERR, $e2->getMessage() . "\n");
+        }
+        $state->initializing = false;
+        exit(1);
+    }
+    $state->initializing = false;
+    $obLevel = \ob_get_level();
+
+    for ($count = 1; ; $count++) {
+        [$status, $h, $body] = $api->request('GET', '/runtime/invocation/next');
+        if ($status !== 200) {
+            \fwrite(\STDERR, "Runtime API: GET /runtime/invocation/next answered $status: $body\n");
+            exit(1);
+        }
+        $id = $h['lambda-runtime-aws-request-id'] ?? '';
+        $traceId = $h['lambda-runtime-trace-id'] ?? '';
+        if ($traceId !== '') {
+            \putenv('_X_AMZN_TRACE_ID=' . $traceId);
+        }
+        $context = new \Bref\Context\Context(
+            $id,
+            (int) ($h['lambda-runtime-deadline-ms'] ?? 0),
+            $h['lambda-runtime-invoked-function-arn'] ?? '',
+            $traceId,
+            $h['lambda-runtime-client-context'] ?? null,
+            $h['lambda-runtime-cognito-identity'] ?? null,
+        );
+        $state->invocationId = $id;
+
+        try {
+            // An empty payload is an empty event (`{}`), as on Lambda.
+            $event = $body === '' ? [] : \json_decode($body, true, 100_000, \JSON_THROW_ON_ERROR);
+            $result = $invoke($event, $context);
+            $json = \json_encode($result, $jsonFlags);
+            $error = null;
+        } catch (\Throwable $e) {
+            $error = $e;
+        }
+        while (\ob_get_level() > $obLevel) {
+            \ob_end_flush();
+        }
+
+        if ($error === null) {
+            $status = $api->request('POST', "/runtime/invocation/$id/response", $json)[0];
+            if ($status === 413) {
+                $error = new RuntimeError('Function.ResponseSizeTooLarge', 'Response payload size (' . \strlen($json) . ' bytes) exceeded the maximum allowed payload size');
+            } elseif ($status >= 300) {
+                \fwrite(\STDERR, "Runtime API: POST /runtime/invocation/$id/response answered $status\n");
+            }
+        }
+        if ($error !== null) {
+            log_throwable($error);
+            $payload = error_payload($error);
+            post_json($api, "/runtime/invocation/$id/error", $payload, ['Lambda-Runtime-Function-Error-Type' => $payload['errorType']]);
+        }
+        $state->invocationId = null;
+        unset($event, $result, $json, $error, $payload, $context, $body);
+
+        if ($max > 0 && $count >= $max) {
+            exit(0);
+        }
+    }
+}
+
+main();

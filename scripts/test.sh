@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests (cargo test) and end-to-end tests that drive a real
+# `tusk serve` with real PHP, php-cgi, the AWS CLI and boto3 (pytest, tests/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TUSK_WITH_TEST_TOOLS=1 ./scripts/install-deps.sh
+
+echo "==> cargo test"
+cargo test --workspace --quiet
+
+echo "==> building tusk"
+cargo build --quiet --bin tusk
+export TUSK_BIN="$PWD/target/debug/tusk"
+
+echo "==> end-to-end tests"
+python3 -m pytest -q tests/
