@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -42,31 +42,48 @@ enum Stream {
     Unix(UnixStream),
 }
 
+/// Where to reconnect to; known for connections made with `connect_*`.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// In sync: the next request can go out on this stream.
+    Ready,
+    /// The last request succeeded, but the server answered before taking all
+    /// of STDIN (or sent bytes after END_REQUEST). The server is idle but the
+    /// stream is out of sync: reconnect before the next request.
+    Desynced,
+    /// A request failed or was cancelled; the server may still be busy with
+    /// it, so only the caller can decide what to do (drop, kill the worker).
+    Broken,
+}
+
 /// One keep-alive connection to one FastCGI server (TCP or Unix socket).
 ///
 /// Requests run one at a time with request id 1 (PHP does not multiplex).
 /// If a request fails, or its future is dropped before it finishes, the
 /// connection is marked unusable ([`Connection::is_reusable`] returns false
-/// and later requests fail with [`FastCgiError::Broken`]); open a new one.
+/// and later requests fail with [`FastCgiError::Broken`]); drop it.
 pub struct Connection {
     stream: Stream,
+    endpoint: Option<Endpoint>,
     /// Bytes read from the socket but not yet parsed.
     rbuf: BytesMut,
     /// Reused buffer for the outgoing BEGIN_REQUEST + PARAMS (+ small STDIN).
     wbuf: Vec<u8>,
     max_response: Option<usize>,
-    reusable: bool,
+    state: State,
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.stream {
-            Stream::Tcp(_) => "tcp",
-            Stream::Unix(_) => "unix",
-        };
         f.debug_struct("Connection")
-            .field("transport", &kind)
-            .field("reusable", &self.reusable)
+            .field("endpoint", &self.endpoint)
+            .field("state", &self.state)
             .field("max_response", &self.max_response)
             .finish()
     }
@@ -76,23 +93,27 @@ impl Connection {
     /// Connects over TCP (with TCP_NODELAY: requests go out in one write and
     /// must not wait for Nagle).
     pub async fn connect_tcp(addr: SocketAddr) -> Result<Connection, FastCgiError> {
-        let stream = TcpStream::connect(addr).await?;
-        Connection::from_tcp(stream)
+        let mut conn = Connection::from_tcp(TcpStream::connect(addr).await?)?;
+        conn.endpoint = Some(Endpoint::Tcp(addr));
+        Ok(conn)
     }
 
     /// Connects to a Unix domain socket.
     pub async fn connect_unix(path: &Path) -> Result<Connection, FastCgiError> {
-        let stream = UnixStream::connect(path).await?;
-        Ok(Connection::from_unix(stream))
+        let mut conn = Connection::from_unix(UnixStream::connect(path).await?);
+        conn.endpoint = Some(Endpoint::Unix(path.to_path_buf()));
+        Ok(conn)
     }
 
-    /// Wraps an already connected TCP stream (sets TCP_NODELAY).
+    /// Wraps an already connected TCP stream (sets TCP_NODELAY). Such a
+    /// connection cannot reconnect by itself.
     pub fn from_tcp(stream: TcpStream) -> Result<Connection, FastCgiError> {
         stream.set_nodelay(true)?;
         Ok(Connection::new(Stream::Tcp(stream)))
     }
 
-    /// Wraps an already connected Unix stream.
+    /// Wraps an already connected Unix stream. Such a connection cannot
+    /// reconnect by itself.
     pub fn from_unix(stream: UnixStream) -> Connection {
         Connection::new(Stream::Unix(stream))
     }
@@ -100,10 +121,11 @@ impl Connection {
     fn new(stream: Stream) -> Connection {
         Connection {
             stream,
+            endpoint: None,
             rbuf: BytesMut::with_capacity(READ_BUF_SIZE),
             wbuf: Vec::with_capacity(4096),
             max_response: None,
-            reusable: true,
+            state: State::Ready,
         }
     }
 
@@ -114,11 +136,10 @@ impl Connection {
         self.max_response = limit;
     }
 
-    /// False once a request failed or was cancelled mid-way, or the server
-    /// answered before reading the whole body: the stream is out of sync and
-    /// the connection should be dropped.
+    /// False once a request failed or was cancelled mid-way: the stream is
+    /// out of sync and the server may still be busy, so drop the connection.
     pub fn is_reusable(&self) -> bool {
-        self.reusable
+        self.state != State::Broken
     }
 
     /// Sends one request (BEGIN_REQUEST role RESPONDER with FCGI_KEEP_CONN,
@@ -127,13 +148,19 @@ impl Connection {
     ///
     /// Fails with [`FastCgiError::ClosedEarly`] if the peer closes first; after
     /// any error except [`FastCgiError::ParamTooLarge`] discard the connection.
+    ///
+    /// If the server completed the previous request without reading all of
+    /// its body, PHP drops that stream; this call then reconnects first
+    /// (connections made with `connect_*` only, else [`FastCgiError::Broken`]).
     pub async fn request(
         &mut self,
         params: &Params,
         body: &[u8],
     ) -> Result<RawResponse, FastCgiError> {
-        if !self.reusable {
-            return Err(FastCgiError::Broken);
+        match self.state {
+            State::Ready => {}
+            State::Desynced => self.reconnect().await?,
+            State::Broken => return Err(FastCgiError::Broken),
         }
         params.check()?;
 
@@ -147,15 +174,16 @@ impl Connection {
             Some(body)
         };
 
-        // Cleared again only when the exchange completes: an error or a dropped
-        // future leaves the stream mid-request.
-        self.reusable = false;
+        // Back to Ready only when the exchange completes: an error or a
+        // dropped future leaves the stream mid-request.
+        self.state = State::Broken;
         let Connection {
             stream,
             rbuf,
             wbuf,
             max_response,
-            reusable,
+            state,
+            ..
         } = self;
         let (response, body_fully_sent) = match stream {
             Stream::Tcp(s) => {
@@ -169,8 +197,34 @@ impl Connection {
         };
         // Leftover bytes after END_REQUEST, or STDIN the server never read,
         // would be misread as part of the next request.
-        *reusable = body_fully_sent && rbuf.is_empty();
+        *state = if body_fully_sent && rbuf.is_empty() {
+            State::Ready
+        } else if self.endpoint.is_some() {
+            State::Desynced
+        } else {
+            State::Broken
+        };
         Ok(response)
+    }
+
+    /// Replaces the stream with a fresh one to the same endpoint.
+    async fn reconnect(&mut self) -> Result<(), FastCgiError> {
+        self.state = State::Broken;
+        // A single-process php-cgi accepts the new connection only once it has
+        // noticed the old one closing; the connect itself completes from the
+        // listen backlog, and the old stream is dropped right after.
+        self.stream = match &self.endpoint {
+            Some(Endpoint::Tcp(addr)) => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+            Some(Endpoint::Unix(path)) => Stream::Unix(UnixStream::connect(path).await?),
+            None => return Err(FastCgiError::Broken),
+        };
+        self.rbuf.clear();
+        self.state = State::Ready;
+        Ok(())
     }
 }
 
@@ -607,6 +661,34 @@ mod tests {
             Err(FastCgiError::Broken)
         ));
         drop(srv.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn reconnects_after_server_skipped_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let srv = tokio::spawn(async move {
+            // First connection: answer at once, never read the 1 MB body.
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut reply = rec(STDOUT, 1, b"early", 0);
+            reply.extend(end(0, 0));
+            first.write_all(&reply).await.unwrap();
+            // Second connection: a normal exchange.
+            let (mut second, _) = listener.accept().await.unwrap();
+            let seen = read_request(&mut second).await;
+            let mut reply = rec(STDOUT, 1, &seen.stdin, 0);
+            reply.extend(end(0, 0));
+            second.write_all(&reply).await.unwrap();
+            (first, second)
+        });
+        let mut conn = Connection::connect_unix(&path).await.unwrap();
+        let resp = conn.request(&Params::new(), &vec![b'z'; 1 << 20]).await.unwrap();
+        assert_eq!(&resp.stdout[..], b"early");
+        assert!(conn.is_reusable());
+        let resp = conn.request(&Params::new(), b"again").await.unwrap();
+        assert_eq!(&resp.stdout[..], b"again");
+        let _streams = srv.await.unwrap();
     }
 
     #[tokio::test]

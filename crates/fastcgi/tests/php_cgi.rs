@@ -382,3 +382,28 @@ async fn sequential_connections_are_served_after_a_close() {
         assert_eq!(&resp.body[..], b"Hello, World!");
     }
 }
+
+#[tokio::test]
+async fn unread_large_body_does_not_break_keep_alive() {
+    let Some(php) = PhpCgi::spawn_tcp() else { return };
+    let mut conn = php.connect().await;
+    let body = vec![b'q'; 2_000_000];
+    for _ in 0..3 {
+        // hello.php never reads its body; PHP drains it, or we reconnect.
+        let resp = call(
+            &php,
+            &mut conn,
+            "hello.php",
+            Req {
+                method: "POST",
+                content_type: Some("application/octet-stream"),
+                body: &body,
+                ..Req::default()
+            },
+        )
+        .await;
+        assert_eq!(&resp.body[..], b"Hello, World!");
+    }
+    let resp = call(&php, &mut conn, "hello.php", Req::default()).await;
+    assert_eq!(&resp.body[..], b"Hello, World!");
+}

@@ -13,20 +13,23 @@ use crate::client::Client;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
 /// Options every client subcommand understands (they may come before or after the subcommand).
 #[derive(clap::Args, Debug)]
 pub struct Global {
-    /// Base URL of the Tusk node.
+    /// Base URL of the Tusk node (client commands).
     #[arg(
         long,
         global = true,
         env = "TUSK_SERVER",
-        default_value = "http://127.0.0.1:8080",
+        hide_env_values = true,
+        default_value = DEFAULT_SERVER,
         value_name = "URL"
     )]
     pub server: String,
 
-    /// Admin token of the node. Without it, `$TUSK_DATA_DIR/admin.token` then
+    /// Admin token of the node (client commands). Without it, `$TUSK_DATA_DIR/admin.token` then
     /// `./data/admin.token` are read.
     #[arg(
         long,
@@ -45,7 +48,13 @@ impl Global {
             Some(token) if !token.trim().is_empty() => token.trim().to_string(),
             _ => token_from_files()?,
         };
-        Client::new(&self.server, token)
+        // An empty TUSK_SERVER (e.g. `TUSK_SERVER= tusk ls`) means the default, like unset.
+        let server = if self.server.trim().is_empty() {
+            DEFAULT_SERVER
+        } else {
+            &self.server
+        };
+        Client::new(server, token)
     }
 }
 

@@ -14,6 +14,7 @@ pub struct Args {
     #[arg(
         long,
         env = "TUSK_LISTEN",
+        hide_env_values = true,
         default_value = "127.0.0.1:8080",
         value_name = "HOST:PORT"
     )]
@@ -22,6 +23,7 @@ pub struct Args {
     #[arg(
         long,
         env = "TUSK_DATA_DIR",
+        hide_env_values = true,
         default_value = "./data",
         value_name = "DIR"
     )]
