@@ -36,6 +36,6 @@ Try:
   $TUSK ls
   $TUSK logs hello-world-dev-hello
   aws lambda invoke --endpoint-url $TUSK_SERVER --function-name hello-world-dev-hello \\
-      --payload '{"name":"aws"}' --cli-binary-format raw-in-base64-out out.json
+      --payload '{"name":"aws"}' out.json
       (credentials: AWS_ACCESS_KEY_ID=tusk AWS_SECRET_ACCESS_KEY=\$(cat $DATA/admin.token))
 MSG

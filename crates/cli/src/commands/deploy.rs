@@ -68,7 +68,7 @@ pub fn deploy(
     let package = package?;
 
     if !client.has_package(&package.sha256)? {
-        let progress = bar(package.size, "uploading", "{bytes}/{total_bytes}")?;
+        let progress = bar(package.size, "uploading", "{bytes}/{total_bytes} ({eta})")?;
         let reader = package
             .file
             .reopen()
@@ -103,7 +103,7 @@ pub fn select(dir: &Path, patterns: &[String]) -> Result<Vec<FileEntry>> {
 /// scripted output clean.
 fn bar(len: u64, label: &str, counter: &str) -> Result<ProgressBar> {
     let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} {label} [{{bar:30}}] {counter} ({{eta}})"
+        "{{spinner}} {label} [{{bar:30}}] {counter}"
     ))
     .context("invalid progress bar template")?
     .progress_chars("=> ");
