@@ -20,6 +20,14 @@ pub fn route_url(base: &str, route: &str) -> String {
     format!("{method} {base}{slash}{path}")
 }
 
+/// `"GET /hello"` → `"GET /hello (http://127.0.0.1:8080/hello)"`: the route as written in
+/// `serverless.yml`, then where to reach it.
+pub fn route_with_url(base: &str, route: &str) -> String {
+    let url = route_url(base, route);
+    let url = url.split_once(' ').map_or(url.as_str(), |(_, url)| url);
+    format!("{} ({url})", route.trim())
+}
+
 /// Left-aligned columns two spaces apart; the last column is not padded.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -81,6 +89,15 @@ mod tests {
             "ANY http://127.0.0.1:8080/{proxy+}"
         );
         assert_eq!(route_url(base, "/x"), "ANY http://127.0.0.1:8080/x");
+    }
+
+    #[test]
+    fn routes_keep_their_key_next_to_the_url() {
+        assert_eq!(
+            route_with_url("http://h", "GET /hello"),
+            "GET /hello (http://h/hello)"
+        );
+        assert_eq!(route_with_url("http://h", "* *"), "* * (http://h/*)");
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub fn authorize_lambda(
 fn to_response(r: HttpResponse) -> Response {
     let mut resp = (r.status, r.body).into_response();
     let headers = resp.headers_mut();
+    // The app's own Content-Type replaces the default for a byte body.
+    headers.remove(http::header::CONTENT_TYPE);
     for (name, value) in r.headers {
         headers.append(name, value);
     }

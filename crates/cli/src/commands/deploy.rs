@@ -102,11 +102,10 @@ pub fn select(dir: &Path, patterns: &[String]) -> Result<Vec<FileEntry>> {
 /// A progress bar on stderr; indicatif hides it when stderr is not a terminal, which keeps
 /// scripted output clean.
 fn bar(len: u64, label: &str, counter: &str) -> Result<ProgressBar> {
-    let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} {label} [{{bar:30}}] {counter}"
-    ))
-    .context("invalid progress bar template")?
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template(&format!("{{spinner}} {label} [{{bar:30}}] {counter}"))
+            .context("invalid progress bar template")?
+            .progress_chars("=> ");
     let progress = ProgressBar::new(len).with_style(style);
     progress.enable_steady_tick(Duration::from_millis(120));
     Ok(progress)

@@ -72,7 +72,7 @@ fn details(function: &FunctionInfo, base: &str) -> String {
         function
             .routes
             .iter()
-            .map(|route| format::route_url(base, route))
+            .map(|route| format::route_with_url(base, route))
             .collect(),
     ));
     lists.push((
@@ -174,7 +174,7 @@ mod tests {
         };
         let text = details(&function, "http://h");
         assert!(
-            text.contains("routes:      GET http://h/a\n             POST http://h/b\n"),
+            text.contains("routes:      GET /a (http://h/a)\n             POST /b (http://h/b)\n"),
             "{text}"
         );
         assert!(text.contains("environment: -\n"), "{text}");
