@@ -180,3 +180,27 @@ def test_failures_are_contained(web):
     r = requests.get(f"{web.url}/fatal")
     assert r.status_code == 500
     assert requests.get(f"{web.url}/").text == "home bonjour"
+
+
+def test_invoke_api_with_api_gateway_event(web):
+    event = {
+        "version": "2.0",
+        "rawPath": "/cookies",
+        "rawQueryString": "",
+        "cookies": ["in=event"],
+        "headers": {"host": "example.test"},
+        "requestContext": {"http": {"method": "GET", "path": "/cookies"}},
+        "isBase64Encoded": False,
+    }
+    r = web.invoke("webtest-dev-web", event)
+    assert r.status_code == 200 and "X-Amz-Function-Error" not in r.headers
+    result = r.json()
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"in": "event"}
+    assert len(result["cookies"]) == 2
+    v1 = {"httpMethod": "POST", "path": "/form", "headers": {"content-type": "application/x-www-form-urlencoded"},
+          "body": "a=1&b=2", "isBase64Encoded": False, "queryStringParameters": None}
+    result = web.invoke("webtest-dev-web", v1).json()
+    assert json.loads(result["body"])["post"] == {"a": "1", "b": "2"}
+    r = web.invoke("webtest-dev-web", {"not": "http"})
+    assert r.status_code == 400

@@ -153,6 +153,19 @@ struct Fpm(Child);
 
 impl Drop for Fpm {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master must take its child down with it,
+        // a killed master leaves the worker orphaned.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

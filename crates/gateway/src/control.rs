@@ -165,7 +165,13 @@ impl ControlPlane {
             run_dir: self.data_dir.join("run"),
             php_cli: cli,
             php_cgi: cgi,
-            max_invocations: 0,
+            // Bref's BREF_LOOP_MAX: the runtime exits after that many invocations; the pool
+            // knows too, so it replaces the instance instead of handing it one more event.
+            max_invocations: f
+                .environment
+                .get("BREF_LOOP_MAX")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
         }
     }
 

@@ -110,16 +110,12 @@ pub async fn invoke(
             )
         }
     }
-    if f.kind == RuntimeKind::PhpFpm {
-        return lambda_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterValueException",
-            json!({"Type": "User", "message": format!("{full} is a web app (runtime {}); send it HTTP requests on its routes instead of invoking it", f.runtime)}),
-        );
-    }
     let Some(pool) = state.control.dispatcher.get(&full) else {
         return function_not_found(&state, &name);
     };
+    if f.kind == RuntimeKind::PhpFpm {
+        return invoke_web(&state, &pool, &body).await;
+    }
     let payload = if body.is_empty() {
         Bytes::from_static(b"{}")
     } else {
@@ -250,4 +246,83 @@ pub async fn get_function(
         body["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
     }
     crate::http_server::json_response(StatusCode::OK, &body)
+}
+
+/// Invoking a web app with an API Gateway event, as Bref's FPM runtime allows: the event becomes
+/// a FastCGI request and the response comes back in API Gateway's result shape.
+async fn invoke_web(
+    state: &AppState,
+    pool: &tusk_pool::FunctionPool,
+    body: &[u8],
+) -> Response {
+    let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let req = match crate::apigw::event_request(&event) {
+        Ok(r) => r,
+        Err(message) => {
+            return lambda_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                json!({"Type": "User", "message": format!("{} is a web app: {message}", pool.name())}),
+            )
+        }
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let params = crate::web::fastcgi_params(
+        pool.spec(),
+        &crate::web::WebRequest {
+            method: &req.method,
+            path: &req.path,
+            raw_query: &req.raw_query,
+            headers: &req.headers,
+            body_len: req.body.len(),
+            remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            local: state.listen,
+            request_id: &request_id,
+        },
+    );
+    let result = match pool.http(&params, &req.body).await {
+        Ok(r) => r,
+        Err(AcquireError::Throttled) => return throttled(),
+        Err(e) => {
+            return lambda_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                json!({"Type": "Service", "message": e.to_string()}),
+            )
+        }
+    };
+    let (status, body, function_error) = match result.outcome {
+        tusk_pool::WebOutcome::Response(raw) => match tusk_fastcgi::parse_cgi_response(raw.stdout) {
+            Ok(cgi) => (
+                StatusCode::OK,
+                crate::apigw::result_from_http(req.payload, cgi.status, &cgi.headers, &cgi.body),
+                false,
+            ),
+            Err(e) => (
+                StatusCode::OK,
+                json!({"errorType": "Runtime.BadResponse", "errorMessage": e.to_string()}),
+                true,
+            ),
+        },
+        tusk_pool::WebOutcome::Timeout => (
+            StatusCode::OK,
+            json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("RequestId: {} Error: Task timed out after {:.2} seconds", result.request_id, pool.spec().timeout.as_secs_f64())}),
+            true,
+        ),
+        tusk_pool::WebOutcome::Crashed(why) => (
+            StatusCode::OK,
+            json!({"errorType": "Runtime.ExitError", "errorMessage": format!("RequestId: {} Error: Runtime exited with error: {why}", result.request_id)}),
+            true,
+        ),
+    };
+    let mut r = crate::http_server::json_response(status, &body);
+    let h = r.headers_mut();
+    h.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+    if let Ok(v) = HeaderValue::from_str(&result.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if function_error {
+        h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+    }
+    r
 }
