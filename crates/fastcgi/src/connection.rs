@@ -683,7 +683,10 @@ mod tests {
             (first, second)
         });
         let mut conn = Connection::connect_unix(&path).await.unwrap();
-        let resp = conn.request(&Params::new(), &vec![b'z'; 1 << 20]).await.unwrap();
+        let resp = conn
+            .request(&Params::new(), &vec![b'z'; 1 << 20])
+            .await
+            .unwrap();
         assert_eq!(&resp.stdout[..], b"early");
         assert!(conn.is_reusable());
         let resp = conn.request(&Params::new(), b"again").await.unwrap();

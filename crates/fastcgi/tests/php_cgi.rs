@@ -385,7 +385,9 @@ async fn sequential_connections_are_served_after_a_close() {
 
 #[tokio::test]
 async fn unread_large_body_does_not_break_keep_alive() {
-    let Some(php) = PhpCgi::spawn_tcp() else { return };
+    let Some(php) = PhpCgi::spawn_tcp() else {
+        return;
+    };
     let mut conn = php.connect().await;
     let body = vec![b'q'; 2_000_000];
     for _ in 0..3 {

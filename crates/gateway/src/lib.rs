@@ -37,6 +37,31 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     /// Access key id accepted for Signature V4 (secret = the admin token).
     pub access_key_id: String,
+    /// Instances per function when it sets no `reservedConcurrency`.
+    pub max_instances_per_function: usize,
+    /// Requests that may wait for a busy function before new ones get 429.
+    pub queue_limit: usize,
+    /// How long a request waits for an instance before it gets 429.
+    pub queue_wait: Duration,
+    /// How long function log lines are kept.
+    pub log_retention: Duration,
+}
+
+impl NodeConfig {
+    /// A node with the defaults `tusk serve` uses.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            listen,
+            data_dir,
+            idle_timeout: Duration::from_secs(300),
+            admin_token: None,
+            access_key_id: "tusk".into(),
+            max_instances_per_function: 32,
+            queue_limit: 100,
+            queue_wait: Duration::from_secs(10),
+            log_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,11 +121,11 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let runtime_dir = php::install_runtime(&data_dir).await.map_err(startup(
         "cannot write the PHP runtime into the data directory",
     ))?;
-    let logs = logs::start(store.clone(), Duration::from_secs(7 * 24 * 3600));
+    let logs = logs::start(store.clone(), config.log_retention);
     let limits = PoolLimits {
-        default_max_instances: 32,
-        queue_limit: 1000,
-        queue_wait: Duration::from_secs(10),
+        default_max_instances: config.max_instances_per_function.max(1),
+        queue_limit: config.queue_limit,
+        queue_wait: config.queue_wait,
         idle_timeout: config.idle_timeout,
     };
     let control = control::ControlPlane::new(

@@ -34,6 +34,18 @@ pub struct Args {
     /// Access key id accepted for AWS Signature V4 requests (the secret is the admin token).
     #[arg(long, default_value = "tusk", value_name = "ID")]
     pub access_key_id: String,
+    /// Most instances of one function when it sets no reservedConcurrency.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_instances: usize,
+    /// Requests that may wait for a busy function; beyond that they get 429.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub queue_limit: usize,
+    /// Milliseconds a request waits for a free instance before it gets 429.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    pub queue_wait_ms: u64,
+    /// Hours function log lines are kept.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    pub log_retention_hours: u64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -48,6 +60,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|token| token.trim().to_string())
             .filter(|token| !token.is_empty()),
         access_key_id: args.access_key_id,
+        max_instances_per_function: args.max_instances,
+        queue_limit: args.queue_limit,
+        queue_wait: Duration::from_millis(args.queue_wait_ms),
+        log_retention: Duration::from_secs(args.log_retention_hours * 3600),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
