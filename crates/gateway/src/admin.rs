@@ -1,7 +1,7 @@
 //! `/_tusk/*`: the admin API the `tusk` CLI speaks (docs/admin-api.md).
 
 use crate::control::is_sha256;
-use crate::http_server::{admin_error, authorize_admin, json_response};
+use crate::http_server::{admin_error, json_response, reject_unauthorized};
 use crate::{AppState, GatewayError};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -87,7 +87,7 @@ pub async fn has_package(
     Path(sha): Path<String>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let exists = is_sha256(&sha)
@@ -108,7 +108,7 @@ pub async fn upload_package(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(r) = authorize_admin(&state, &parts, b"") {
+    if let Some(r) = reject_unauthorized(&state, &parts, b"") {
         return r;
     }
     if !is_sha256(&sha) {
@@ -173,7 +173,7 @@ pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Respons
             return GatewayError::BadRequest("deployment request too large".into()).into_response()
         }
     };
-    if let Err(r) = authorize_admin(&state, &parts, &body) {
+    if let Some(r) = reject_unauthorized(&state, &parts, &body) {
         return r;
     }
     let request: DeployRequest = match serde_json::from_slice(&body) {
@@ -246,7 +246,7 @@ pub fn function_info(
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let functions: Vec<Value> = state
@@ -274,7 +274,7 @@ pub async fn info(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     match state.control.resolve(&name) {
@@ -298,7 +298,7 @@ pub async fn logs(
     Query(q): Query<LogQuery>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let Some((_, _, full)) = state.control.resolve(&name) else {
@@ -330,7 +330,7 @@ pub async fn remove(
     Query(q): Query<RemoveQuery>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize_admin(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let stage = q.stage.unwrap_or_else(|| "dev".into());

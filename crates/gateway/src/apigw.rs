@@ -362,6 +362,185 @@ pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
     }
 }
 
+/// An HTTP request carried inside an API Gateway event (for invoking a web app directly).
+pub struct EventRequest {
+    pub payload: Payload,
+    pub method: String,
+    pub path: String,
+    pub raw_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+fn encode_query_component(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Reads an API Gateway v1 or v2 event back into an HTTP request.
+pub fn event_request(event: &Value) -> Result<EventRequest, String> {
+    let payload = if event.get("version").and_then(Value::as_str) == Some("2.0") {
+        Payload::V2
+    } else if event.get("httpMethod").is_some() {
+        Payload::V1
+    } else {
+        return Err("the payload is not an API Gateway HTTP event (payload 2.0 with `version: \"2.0\"`, or 1.0 with `httpMethod`)".into());
+    };
+    let method = match payload {
+        Payload::V2 => event.pointer("/requestContext/http/method"),
+        Payload::V1 => event.get("httpMethod"),
+    }
+    .and_then(Value::as_str)
+    .unwrap_or("GET")
+    .to_uppercase();
+    let path = match payload {
+        Payload::V2 => event.get("rawPath"),
+        Payload::V1 => event.get("path"),
+    }
+    .and_then(Value::as_str)
+    .unwrap_or("/")
+    .to_string();
+    let raw_query = match payload {
+        Payload::V2 => event
+            .get("rawQueryString")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        Payload::V1 => {
+            let mut parts = Vec::new();
+            if let Some(Value::Object(m)) = event.get("multiValueQueryStringParameters") {
+                for (k, vs) in m {
+                    for v in vs
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(scalar_string)
+                    {
+                        parts.push(format!(
+                            "{}={}",
+                            encode_query_component(k),
+                            encode_query_component(&v)
+                        ));
+                    }
+                }
+            } else if let Some(Value::Object(m)) = event.get("queryStringParameters") {
+                for (k, v) in m {
+                    if let Some(v) = scalar_string(v) {
+                        parts.push(format!(
+                            "{}={}",
+                            encode_query_component(k),
+                            encode_query_component(&v)
+                        ));
+                    }
+                }
+            }
+            parts.join("&")
+        }
+    };
+    let mut headers = HeaderMap::new();
+    let mut add = |k: &str, v: &str| {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(n, v);
+        }
+    };
+    match event.get("multiValueHeaders") {
+        Some(Value::Object(m)) if payload == Payload::V1 => {
+            for (k, vs) in m {
+                for v in vs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(scalar_string)
+                {
+                    add(k, &v);
+                }
+            }
+        }
+        _ => {
+            if let Some(Value::Object(m)) = event.get("headers") {
+                for (k, v) in m {
+                    if let Some(v) = scalar_string(v) {
+                        add(k, &v);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(cookies)) = event.get("cookies") {
+        let joined: Vec<String> = cookies.iter().filter_map(scalar_string).collect();
+        if !joined.is_empty() {
+            add("cookie", &joined.join("; "));
+        }
+    }
+    let body = match event.get("body").and_then(Value::as_str) {
+        None => Bytes::new(),
+        Some(s) if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
+            Bytes::from(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|e| format!("`body` is not valid base64: {e}"))?,
+            )
+        }
+        Some(s) => Bytes::from(s.to_string()),
+    };
+    Ok(EventRequest {
+        payload,
+        method,
+        path,
+        raw_query,
+        headers,
+        body,
+    })
+}
+
+/// The API Gateway result shape for an HTTP response produced by a web app.
+pub fn result_from_http(
+    payload: Payload,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Value {
+    let (body, is_b64) = match std::str::from_utf8(body) {
+        Ok(s) => (s.to_string(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    match payload {
+        Payload::V2 => {
+            let mut h = Map::new();
+            let mut cookies = Vec::new();
+            for (k, v) in headers {
+                if k.eq_ignore_ascii_case("set-cookie") {
+                    cookies.push(Value::String(v.clone()));
+                    continue;
+                }
+                let key = k.to_ascii_lowercase();
+                match h.get_mut(&key) {
+                    Some(Value::String(existing)) => {
+                        existing.push_str(", ");
+                        existing.push_str(v);
+                    }
+                    _ => {
+                        h.insert(key, Value::String(v.clone()));
+                    }
+                }
+            }
+            json!({"statusCode": status, "headers": h, "cookies": cookies, "body": body, "isBase64Encoded": is_b64})
+        }
+        Payload::V1 => {
+            let mut m: Map<String, Value> = Map::new();
+            for (k, v) in headers {
+                if let Value::Array(a) = m.entry(k.clone()).or_insert_with(|| Value::Array(vec![]))
+                {
+                    a.push(Value::String(v.clone()));
+                }
+            }
+            json!({"statusCode": status, "multiValueHeaders": m, "body": body, "isBase64Encoded": is_b64})
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,157 +636,5 @@ mod tests {
         );
         assert_eq!(r.status, 302);
         assert_eq!(r.headers[0].1, "/x");
-    }
-}
-
-/// An HTTP request carried inside an API Gateway event (for invoking a web app directly).
-pub struct EventRequest {
-    pub payload: Payload,
-    pub method: String,
-    pub path: String,
-    pub raw_query: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-fn encode_query_component(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// Reads an API Gateway v1 or v2 event back into an HTTP request.
-pub fn event_request(event: &Value) -> Result<EventRequest, String> {
-    let payload = if event.get("version").and_then(Value::as_str) == Some("2.0") {
-        Payload::V2
-    } else if event.get("httpMethod").is_some() {
-        Payload::V1
-    } else {
-        return Err("the payload is not an API Gateway HTTP event (payload 2.0 with `version: \"2.0\"`, or 1.0 with `httpMethod`)".into());
-    };
-    let method = match payload {
-        Payload::V2 => event.pointer("/requestContext/http/method"),
-        Payload::V1 => event.get("httpMethod"),
-    }
-    .and_then(Value::as_str)
-    .unwrap_or("GET")
-    .to_uppercase();
-    let path = match payload {
-        Payload::V2 => event.get("rawPath"),
-        Payload::V1 => event.get("path"),
-    }
-    .and_then(Value::as_str)
-    .unwrap_or("/")
-    .to_string();
-    let raw_query = match payload {
-        Payload::V2 => event
-            .get("rawQueryString")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        Payload::V1 => {
-            let mut parts = Vec::new();
-            if let Some(Value::Object(m)) = event.get("multiValueQueryStringParameters") {
-                for (k, vs) in m {
-                    for v in vs.as_array().into_iter().flatten().filter_map(scalar_string) {
-                        parts.push(format!("{}={}", encode_query_component(k), encode_query_component(&v)));
-                    }
-                }
-            } else if let Some(Value::Object(m)) = event.get("queryStringParameters") {
-                for (k, v) in m {
-                    if let Some(v) = scalar_string(v) {
-                        parts.push(format!("{}={}", encode_query_component(k), encode_query_component(&v)));
-                    }
-                }
-            }
-            parts.join("&")
-        }
-    };
-    let mut headers = HeaderMap::new();
-    let mut add = |k: &str, v: &str| {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-            headers.append(n, v);
-        }
-    };
-    match event.get("multiValueHeaders") {
-        Some(Value::Object(m)) if payload == Payload::V1 => {
-            for (k, vs) in m {
-                for v in vs.as_array().into_iter().flatten().filter_map(scalar_string) {
-                    add(k, &v);
-                }
-            }
-        }
-        _ => {
-            if let Some(Value::Object(m)) = event.get("headers") {
-                for (k, v) in m {
-                    if let Some(v) = scalar_string(v) {
-                        add(k, &v);
-                    }
-                }
-            }
-        }
-    }
-    if let Some(Value::Array(cookies)) = event.get("cookies") {
-        let joined: Vec<String> = cookies.iter().filter_map(scalar_string).collect();
-        if !joined.is_empty() {
-            add("cookie", &joined.join("; "));
-        }
-    }
-    let body = match event.get("body").and_then(Value::as_str) {
-        None => Bytes::new(),
-        Some(s) if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
-            Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| format!("`body` is not valid base64: {e}"))?,
-            )
-        }
-        Some(s) => Bytes::from(s.to_string()),
-    };
-    Ok(EventRequest {
-        payload,
-        method,
-        path,
-        raw_query,
-        headers,
-        body,
-    })
-}
-
-/// The API Gateway result shape for an HTTP response produced by a web app.
-pub fn result_from_http(payload: Payload, status: u16, headers: &[(String, String)], body: &[u8]) -> Value {
-    let (body, is_b64) = match std::str::from_utf8(body) {
-        Ok(s) => (s.to_string(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    };
-    match payload {
-        Payload::V2 => {
-            let mut h = Map::new();
-            let mut cookies = Vec::new();
-            for (k, v) in headers {
-                if k.eq_ignore_ascii_case("set-cookie") {
-                    cookies.push(Value::String(v.clone()));
-                    continue;
-                }
-                let key = k.to_ascii_lowercase();
-                match h.get_mut(&key) {
-                    Some(Value::String(existing)) => {
-                        existing.push_str(", ");
-                        existing.push_str(v);
-                    }
-                    _ => {
-                        h.insert(key, Value::String(v.clone()));
-                    }
-                }
-            }
-            json!({"statusCode": status, "headers": h, "cookies": cookies, "body": body, "isBase64Encoded": is_b64})
-        }
-        Payload::V1 => {
-            let mut m: Map<String, Value> = Map::new();
-            for (k, v) in headers {
-                if let Value::Array(a) = m.entry(k.clone()).or_insert_with(|| Value::Array(vec![])) {
-                    a.push(Value::String(v.clone()));
-                }
-            }
-            json!({"statusCode": status, "multiValueHeaders": m, "body": body, "isBase64Encoded": is_b64})
-        }
     }
 }

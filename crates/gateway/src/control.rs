@@ -37,14 +37,13 @@ pub struct ControlPlane {
     deploy_lock: tokio::sync::Mutex<()>,
 }
 
-fn blocking<T: Send + 'static>(
+/// Runs store and file work off the async threads.
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, GatewayError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| GatewayError::Internal(format!("background task failed: {e}")))?
-    }
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("background task failed: {e}")))?
 }
 
 pub fn function_arn(region: &str, name: &str) -> String {

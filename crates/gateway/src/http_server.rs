@@ -121,20 +121,13 @@ fn auth_response(e: &tusk_auth::AuthError) -> Response {
     )
 }
 
-pub fn authorize_admin(
+/// `Some(error response)` unless the request carries the admin token or a valid signature.
+pub fn reject_unauthorized(
     state: &AppState,
     req: &http::request::Parts,
     body: &[u8],
-) -> Result<(), Response> {
-    check(state, req, body).map_err(|e| auth_response(&e))
-}
-
-pub fn authorize_lambda(
-    state: &AppState,
-    req: &http::request::Parts,
-    body: &[u8],
-) -> Result<(), Response> {
-    check(state, req, body).map_err(|e| auth_response(&e))
+) -> Option<Response> {
+    check(state, req, body).err().map(|e| auth_response(&e))
 }
 
 fn to_response(r: HttpResponse) -> Response {

@@ -2,7 +2,7 @@
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
 use crate::control::function_arn;
-use crate::http_server::{authorize_lambda, lambda_error};
+use crate::http_server::{lambda_error, reject_unauthorized};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -64,7 +64,7 @@ pub async fn invoke(
         }
     };
     let req = parts;
-    if let Err(r) = authorize_lambda(&state, &req, &body) {
+    if let Some(r) = reject_unauthorized(&state, &req, &body) {
         return r;
     }
     let Some((record, f, full)) = state.control.resolve(&name) else {
@@ -211,7 +211,7 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
 }
 
 pub async fn list_functions(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Err(r) = authorize_lambda(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let functions: Vec<Value> = state
@@ -232,7 +232,7 @@ pub async fn get_function(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authorize_lambda(&state, &req.into_parts().0, b"") {
+    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
         return r;
     }
     let Some((record, f, full)) = state.control.resolve(&name) else {
@@ -250,11 +250,7 @@ pub async fn get_function(
 
 /// Invoking a web app with an API Gateway event, as Bref's FPM runtime allows: the event becomes
 /// a FastCGI request and the response comes back in API Gateway's result shape.
-async fn invoke_web(
-    state: &AppState,
-    pool: &tusk_pool::FunctionPool,
-    body: &[u8],
-) -> Response {
+async fn invoke_web(state: &AppState, pool: &tusk_pool::FunctionPool, body: &[u8]) -> Response {
     let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let req = match crate::apigw::event_request(&event) {
         Ok(r) => r,
@@ -292,18 +288,25 @@ async fn invoke_web(
         }
     };
     let (status, body, function_error) = match result.outcome {
-        tusk_pool::WebOutcome::Response(raw) => match tusk_fastcgi::parse_cgi_response(raw.stdout) {
-            Ok(cgi) => (
-                StatusCode::OK,
-                crate::apigw::result_from_http(req.payload, cgi.status, &cgi.headers, &cgi.body),
-                false,
-            ),
-            Err(e) => (
-                StatusCode::OK,
-                json!({"errorType": "Runtime.BadResponse", "errorMessage": e.to_string()}),
-                true,
-            ),
-        },
+        tusk_pool::WebOutcome::Response(raw) => {
+            match tusk_fastcgi::parse_cgi_response(raw.stdout) {
+                Ok(cgi) => (
+                    StatusCode::OK,
+                    crate::apigw::result_from_http(
+                        req.payload,
+                        cgi.status,
+                        &cgi.headers,
+                        &cgi.body,
+                    ),
+                    false,
+                ),
+                Err(e) => (
+                    StatusCode::OK,
+                    json!({"errorType": "Runtime.BadResponse", "errorMessage": e.to_string()}),
+                    true,
+                ),
+            }
+        }
         tusk_pool::WebOutcome::Timeout => (
             StatusCode::OK,
             json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("RequestId: {} Error: Task timed out after {:.2} seconds", result.request_id, pool.spec().timeout.as_secs_f64())}),
@@ -317,12 +320,18 @@ async fn invoke_web(
     };
     let mut r = crate::http_server::json_response(status, &body);
     let h = r.headers_mut();
-    h.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+    h.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static("$LATEST"),
+    );
     if let Ok(v) = HeaderValue::from_str(&result.request_id) {
         h.insert("x-amzn-requestid", v);
     }
     if function_error {
-        h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+        h.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
     }
     r
 }
