@@ -224,7 +224,8 @@ function error_payload(\Throwable $e): array
 function log_throwable(\Throwable $e, string $prefix = 'Fatal error: Uncaught'): void
 {
     if ($e instanceof RuntimeError) {
-        \fwrite(\STDERR, "$prefix {$e->errorType}: {$e->getMessage()}\n");
+        // First line only: console errors carry the command's output, already in the logs.
+        \fwrite(\STDERR, "$prefix {$e->errorType}: " . \strtok($e->getMessage(), "\n") . "\n");
         return;
     }
     $msg = "$prefix " . \get_class($e) . ': ' . $e->getMessage() . ' in ' . $e->getFile() . ':' . $e->getLine()
