@@ -17,6 +17,7 @@ function e(mixed $value): string
 
 function page(string $title, string $body): void
 {
+    $php = PHP_VERSION;
     header('Content-Type: text/html; charset=utf-8');
     echo <<<HTML
         <!doctype html>
@@ -29,13 +30,11 @@ function page(string $title, string $body): void
         <body>
           <header><a href="/"><img src="/logo.svg" alt="" width="40" height="40"></a> <h1>{$title}</h1></header>
           <main>{$body}</main>
-          <footer>Served by PHP {$GLOBALS['phpVersion']} through Tusk (php-82-fpm)</footer>
+          <footer>Served by PHP {$php} through Tusk (php-82-fpm)</footer>
         </body>
         </html>
         HTML;
 }
-
-$phpVersion = PHP_VERSION;
 
 switch ($path) {
     case '/':
