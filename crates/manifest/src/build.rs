@@ -6,7 +6,7 @@ use crate::events;
 use crate::locate::{PathDisplay, Seg};
 use crate::runtime::{self, DetectError};
 use crate::vars::{key_str, scalar_to_string, Resolver};
-use crate::{EventSpec, FunctionSpec, LoadOptions, ServiceSpec};
+use crate::{Destinations, EventSpec, FunctionSpec, LoadOptions, QueueSpec, ServiceSpec};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -114,13 +114,15 @@ pub(crate) fn build(
     let region = b.r.region()?;
     let defaults = b.defaults()?;
     let package_patterns = b.package()?;
-    let functions = b.functions(&defaults)?;
+    let mut functions = b.functions(&defaults)?;
+    let queues = b.constructs(&service, &stage, &region, &defaults, &mut functions)?;
     let spec = ServiceSpec {
         service,
         stage,
         region,
         package_patterns,
         functions,
+        queues,
     };
     Ok((spec, b.warnings))
 }
@@ -138,7 +140,7 @@ impl Builder<'_> {
                 "plugins" => self.plugins(root, &p),
                 k if QUIET_TOP.contains(&k) => {}
                 "resources" => self.warn(&p, "`resources` (CloudFormation) are not created by Tusk; ignored"),
-                "constructs" => self.warn(&p, "`constructs` (Lift) are not supported by Tusk; ignored"),
+                "constructs" => {}
                 "useDotenv" => self.warn(&p, "`useDotenv` is not supported by Tusk: export the variables from .env before running tusk; ignored"),
                 k => self.warn(&p, format!("`{k}` has no meaning in Tusk (AWS-only); ignored")),
             }
@@ -343,7 +345,73 @@ impl Builder<'_> {
     }
 
     fn function(&mut self, name: &str, defaults: &Defaults) -> Result<FunctionSpec, Diag> {
-        let p = path(&["functions", name]);
+        self.function_at(name, path(&["functions", name]), defaults)
+    }
+
+    /// Lift's `constructs: {NAME: {type: queue, worker: {...}}}`: a durable Tusk queue
+    /// `service-stage-NAME`, a dead-letter queue after `maxRetries` deliveries, and a worker
+    /// function `NAMEWorker` fed by an `sqs` event reporting batch item failures.
+    fn constructs(
+        &mut self,
+        service: &str,
+        stage: &str,
+        region: &str,
+        defaults: &Defaults,
+        functions: &mut Vec<FunctionSpec>,
+    ) -> Result<Vec<QueueSpec>, Diag> {
+        let p = path(&["constructs"]);
+        let names = match self.r.get_shallow(&p)? {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(value @ Value::Mapping(_)) => keys(&value),
+            Some(_) => {
+                return Err(Diag::new(
+                    &p,
+                    "`constructs` must be a mapping of construct names to definitions",
+                ))
+            }
+        };
+        let mut queues = Vec::new();
+        for name in names {
+            let cp = child(&p, &name);
+            let kind = self.string(&child(&cp, "type"))?.unwrap_or_default();
+            if kind != "queue" {
+                self.warn(&cp, format!("construct `{name}` of type `{kind}` is not supported by Tusk (only `queue`); ignored"));
+                continue;
+            }
+            let worker_name = format!("{name}Worker");
+            let mut worker = self.function_at(&worker_name, child(&cp, "worker"), defaults)?;
+            let max_retries = self
+                .number(&child(&cp, "maxRetries"), 0, 1000, "")?
+                .unwrap_or(3);
+            let batch_size = self
+                .number(&child(&cp, "batchSize"), 1, 10, "")?
+                .unwrap_or(1);
+            let window = self
+                .number(&child(&cp, "maxBatchingWindow"), 0, 300, "seconds")?
+                .unwrap_or(0);
+            let queue = format!("{service}-{stage}-{name}");
+            worker.events.push(EventSpec::Sqs {
+                arn: format!("arn:aws:sqs:{region}:000000000000:{queue}"),
+                batch_size,
+                maximum_batching_window: window,
+                function_response_type: Some("ReportBatchItemFailures".into()),
+            });
+            queues.push(QueueSpec {
+                name: queue,
+                visibility_timeout: worker.timeout.saturating_mul(6),
+                max_receive_count: max_retries,
+            });
+            functions.push(worker);
+        }
+        Ok(queues)
+    }
+
+    fn function_at(
+        &mut self,
+        name: &str,
+        p: Vec<Seg>,
+        defaults: &Defaults,
+    ) -> Result<FunctionSpec, Diag> {
         if name.is_empty()
             || !name
                 .chars()
@@ -368,7 +436,8 @@ impl Builder<'_> {
             let kp = child(&p, key);
             match key.as_str() {
                 "handler" | "runtime" | "layers" | "memorySize" | "timeout" | "environment" | "events" | "reservedConcurrency"
-                | "provisionedConcurrency" | "ephemeralStorageSize" | "image" => {}
+                | "provisionedConcurrency" | "ephemeralStorageSize" | "image" | "maximumRetryAttempts"
+                | "maximumEventAge" | "destinations" => {}
                 k if QUIET_FUNCTION.contains(&k) => {}
                 "name" => self.warn(&kp, format!("`name` is ignored: Tusk names the function <service>-<stage>-{name}")),
                 k => self.warn(&kp, format!("function `{name}`: `{k}` is AWS-specific and has no effect in Tusk; ignored")),
@@ -459,6 +528,9 @@ impl Builder<'_> {
         let environment =
             self.environment(&child(&p, "environment"), defaults.environment.clone())?;
         let events = self.events(&child(&p, "events"), name)?;
+        let maximum_retry_attempts = self.number(&child(&p, "maximumRetryAttempts"), 0, 2, "")?;
+        let maximum_event_age = self.number(&child(&p, "maximumEventAge"), 60, 21600, "seconds")?;
+        let destinations = self.destinations(&child(&p, "destinations"))?;
 
         Ok(FunctionSpec {
             name: name.to_string(),
@@ -473,6 +545,27 @@ impl Builder<'_> {
             reserved_concurrency,
             provisioned_concurrency,
             ephemeral_storage_size,
+            maximum_retry_attempts,
+            maximum_event_age,
+            destinations,
+        })
+    }
+
+    fn destinations(&mut self, p: &[Seg]) -> Result<Destinations, Diag> {
+        let Some(value) = self.r.get_shallow(p)? else {
+            return Ok(Destinations::default());
+        };
+        if !matches!(value, Value::Mapping(_)) {
+            return Err(Diag::new(p, "`destinations` must be a mapping with `onSuccess` and/or `onFailure`, e.g. onFailure: arn:aws:sqs:us-east-1:000000000000:failed"));
+        }
+        for key in keys(&value) {
+            if key != "onSuccess" && key != "onFailure" {
+                self.warn(&child(p, &key), format!("destinations: `{key}` is not a destination Tusk knows; use onSuccess or onFailure"));
+            }
+        }
+        Ok(Destinations {
+            on_success: self.string(&child(p, "onSuccess"))?,
+            on_failure: self.string(&child(p, "onFailure"))?,
         })
     }
 

@@ -14,6 +14,8 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub package_patterns: Vec<String>,
     pub functions: Vec<FunctionSpec>,
+    #[serde(default)]
+    pub queues: Vec<QueueSpec>,
 }
 
 /// Which process serves a function's instances.
@@ -53,6 +55,33 @@ pub struct FunctionSpec {
     pub provisioned_concurrency: u32,
     /// MB; default 512.
     pub ephemeral_storage_size: u32,
+    /// Retries of a failed async invocation (0-2; Lambda's default 2 when `None`).
+    #[serde(default)]
+    pub maximum_retry_attempts: Option<u32>,
+    /// Seconds an async event may wait before it is dropped (60-21600; default 21600).
+    #[serde(default)]
+    pub maximum_event_age: Option<u32>,
+    /// Where async invocation records go.
+    #[serde(default)]
+    pub destinations: Destinations,
+}
+
+/// `destinations: {onSuccess, onFailure}`: a function name or ARN, or an SQS queue ARN naming a
+/// Tusk queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Destinations {
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// A Tusk queue the service declares (Lift's `constructs: {NAME: {type: queue}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueSpec {
+    /// Full queue name: `service-stage-construct`.
+    pub name: String,
+    pub visibility_timeout: u32,
+    /// Deliveries before a message moves to the dead-letter queue `NAME-dlq`; 0 = no DLQ.
+    pub max_receive_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

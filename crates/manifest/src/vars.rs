@@ -97,6 +97,40 @@ impl<'a> Resolver<'a> {
         Ok(region)
     }
 
+    /// The service name, from `service` or `service.name`.
+    pub(crate) fn service_name(&mut self) -> Result<String, Diag> {
+        let value = match self.get(&[Seg::key("service")])? {
+            Some(Value::Mapping(m)) => m.get("name").cloned(),
+            other => other,
+        };
+        match value {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(Diag::new(
+                &[Seg::key("service")],
+                "`service` must name the service, e.g. `service: my-app`",
+            )),
+        }
+    }
+
+    /// `${construct:jobs.queueUrl}` and friends for Lift queue constructs. The URL depends on
+    /// the node, so it is a marker the node fills in (`tusk:queue-url:NAME`).
+    fn construct(&mut self, address: &str, path: &[Seg], reference: &str) -> Result<Value, Diag> {
+        let (construct, property) = address.split_once('.').unwrap_or((address, ""));
+        let queue = format!("{}-{}-{}", self.service_name()?, self.stage()?, construct);
+        Ok(Value::String(match property {
+            "queueUrl" => format!("tusk:queue-url:{queue}"),
+            "queueArn" => format!("arn:aws:sqs:{}:000000000000:{queue}", self.region()?),
+            "queueName" => queue,
+            _ => {
+                return Err(unsupported(
+                    path,
+                    reference,
+                    "queue constructs expose queueUrl, queueArn and queueName",
+                ))
+            }
+        }))
+    }
+
     fn setting(&mut self, path: &[Seg], default: &str) -> Result<String, Diag> {
         match self.get(path)? {
             None | Some(Value::Null) => Ok(default.to_string()),
@@ -329,6 +363,7 @@ impl<'a> Resolver<'a> {
                 _ => return Err(unsupported(path, reference, "Bref variables are of the form ${bref:layer.php-82}")),
             },
             "bref-extra" => Some(Value::String(format!("bref-extra:{address}"))),
+            "construct" => Some(self.construct(address, path, reference)?),
             "ssm" | "cf" | "s3" | "sm" | "secretsmanager" | "aws-ssm" => {
                 return Err(unsupported(path, reference, "it reads from AWS; use ${env:NAME} instead and set NAME before running tusk"))
             }

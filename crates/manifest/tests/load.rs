@@ -656,7 +656,7 @@ functions:
           pattern: {source: [x]}
       - httpApi: '*'
 constructs:
-  jobs: {type: queue}
+  files: {type: storage}
 layers:
   mine: {path: layer}
 "#,
@@ -672,7 +672,7 @@ layers:
     assert!(has_warning(&loaded, "provider.vpc"));
     assert!(has_warning(&loaded, "`url`"));
     assert!(has_warning(&loaded, "`role`"));
-    assert!(has_warning(&loaded, "`constructs`"));
+    assert!(has_warning(&loaded, "construct `files` of type `storage`"));
     assert!(has_warning(&loaded, "`layers` has no meaning"));
     assert!(!has_warning(&loaded, "deploymentMethod"), "{w:?}");
     assert!(!has_warning(&loaded, "frameworkVersion"), "{w:?}");
@@ -782,5 +782,66 @@ fn errors_in_load_dir_carry_the_path() {
     assert!(
         e.starts_with(&format!("{}:3:3:", dir.0.join("serverless.yml").display())),
         "{e}"
+    );
+}
+
+#[test]
+fn lift_queue_constructs_destinations_and_async_settings() {
+    let loaded = load(
+        r#"
+service: shop
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  api:
+    handler: api.php
+    maximumRetryAttempts: 1
+    maximumEventAge: 120
+    destinations:
+      onSuccess: other
+      onFailure: arn:aws:sqs:us-east-1:000000000000:failed
+    environment:
+      QUEUE_URL: ${construct:jobs.queueUrl}
+      QUEUE_ARN: ${construct:jobs.queueArn}
+constructs:
+  jobs:
+    type: queue
+    maxRetries: 5
+    batchSize: 10
+    worker:
+      handler: worker.php
+      timeout: 20
+"#,
+    );
+    let spec = &loaded.spec;
+    let api = &spec.functions[0];
+    assert_eq!(api.maximum_retry_attempts, Some(1));
+    assert_eq!(api.maximum_event_age, Some(120));
+    assert_eq!(api.destinations.on_success.as_deref(), Some("other"));
+    assert_eq!(api.environment["QUEUE_URL"], "tusk:queue-url:shop-dev-jobs");
+    assert_eq!(
+        api.environment["QUEUE_ARN"],
+        "arn:aws:sqs:us-east-1:000000000000:shop-dev-jobs"
+    );
+    let worker = &spec.functions[1];
+    assert_eq!(worker.name, "jobsWorker");
+    assert_eq!(worker.handler, "worker.php");
+    assert_eq!(
+        worker.events,
+        vec![tusk_manifest::EventSpec::Sqs {
+            arn: "arn:aws:sqs:us-east-1:000000000000:shop-dev-jobs".into(),
+            batch_size: 10,
+            maximum_batching_window: 0,
+            function_response_type: Some("ReportBatchItemFailures".into()),
+        }]
+    );
+    assert_eq!(
+        spec.queues,
+        vec![tusk_manifest::QueueSpec {
+            name: "shop-dev-jobs".into(),
+            visibility_timeout: 120,
+            max_receive_count: 5,
+        }]
     );
 }

@@ -216,7 +216,11 @@ mod tests {
                 reserved_concurrency: None,
                 provisioned_concurrency: 0,
                 ephemeral_storage_size: 512,
+                maximum_retry_attempts: None,
+                maximum_event_age: None,
+                destinations: Default::default(),
             }],
+            queues: vec![],
         }
     }
 

@@ -1,0 +1,3 @@
+//! Events that are never lost: async invocations, schedules and queues.
+
+pub mod store;
