@@ -3,28 +3,31 @@
 declare(strict_types=1);
 
 /*
- * Tusk PHP function runtime — `php-8x` (function) and `php-8x-console` (console).
+ * Tusk PHP function runtime — `php-8x` (function) and `php-8x-console` (console). Bref-compatible.
  *
  * Speaks the Lambda Runtime API over one kept-alive HTTP/1.1 connection:
  *   GET  /runtime/invocation/next  →  run the handler  →  POST /runtime/invocation/{id}/response | /error
- * and POST /runtime/init/error when the handler cannot be loaded.
+ * and POST /runtime/init/error when the handler cannot be loaded (then exit 1).
  *
- * Started by Tusk as (cwd = the function's package directory):
+ * Started by Tusk with cwd = the function's package directory, as:
  *
- *   php -d display_errors=stderr -d log_errors=0 -d html_errors=0 -d error_reporting=-1 \
- *       -d variables_order=EGPCS -d default_socket_timeout=-1 -d max_execution_time=0 \
- *       -d opcache.enable_cli=1 -d opcache.memory_consumption=32 -d opcache.interned_strings_buffer=4 \
- *       -d opcache.validate_timestamps=0 \
- *       runtime/php/bootstrap.php
+ *   php -d display_errors=stderr -d log_errors=0 -d html_errors=0 -d variables_order=EGPCS \
+ *       -d memory_limit=<memorySize>M \
+ *       -d opcache.enable_cli=1 -d opcache.file_cache=<writable dir, one per function version> \
+ *       -d opcache.file_cache_only=1 \
+ *       <this directory>/bootstrap.php
+ *
+ * (Without a file-cache directory, pass `-d opcache.enable_cli=0` instead of the three opcache
+ * flags: an in-memory opcache only slows a CLI process's start.)
  *
  * Environment in: AWS_LAMBDA_RUNTIME_API (host:port), _HANDLER, LAMBDA_TASK_ROOT,
  * AWS_LAMBDA_FUNCTION_NAME/VERSION/MEMORY_SIZE, AWS_REGION, TZ, the function's own variables, and
  *   TUSK_MAX_INVOCATIONS  exit(0) after this many invocations (0 = unlimited; BREF_LOOP_MAX too)
- *   TUSK_RUNTIME_MODE     `console` for php-8x-console, anything else = function runtime
+ *   TUSK_RUNTIME_MODE     `console` for php-8x-console; unset for the function runtime
  *   TUSK_PHP_SHARE        where Debian's PHP libraries live (default /usr/share/php)
- * See README.md next to this file for the whole contract.
+ * README.md next to this file describes the whole contract.
  *
- * This file is on the cold-start path: no Composer, no extra files unless needed.
+ * This file is on the cold-start path: no Composer, no other file loaded unless needed.
  */
 
 namespace Tusk\Runtime;
@@ -43,8 +46,13 @@ final class RuntimeError extends \RuntimeException
     }
 }
 
-/** Lost the connection to the Runtime API (retryable once on a fresh connection). */
+/** Lost the connection to the Runtime API (retried on a fresh connection). */
 final class ConnectionLost extends \RuntimeException
+{
+}
+
+/** The Runtime API stayed unreachable after several attempts: the instance is finished. */
+final class ApiUnreachable extends \RuntimeException
 {
 }
 
@@ -87,7 +95,7 @@ final class RuntimeApi
             } catch (ConnectionLost $e) {
                 $this->close();
                 if ($attempt >= 5) {
-                    throw new \RuntimeException("Runtime API at {$this->hostPort} unreachable: " . $e->getMessage(), 0, $e);
+                    throw new ApiUnreachable("Runtime API at {$this->hostPort} unreachable: " . $e->getMessage(), 0, $e);
                 }
                 \usleep(10_000 * $attempt * $attempt);
             }
@@ -397,6 +405,19 @@ function main(): void
         exit(1);
     }
     $state->initializing = false;
+
+    try {
+        serve($api, $state, $invoke, $jsonFlags, $max);
+    } catch (ApiUnreachable $e) {
+        $state->invocationId = null;
+        \fwrite(\STDERR, $e->getMessage() . "\n");
+        exit(1);
+    }
+}
+
+/** The invocation loop. */
+function serve(RuntimeApi $api, State $state, \Closure $invoke, int $jsonFlags, int $max): void
+{
     $obLevel = \ob_get_level();
 
     for ($count = 1; ; $count++) {
@@ -407,9 +428,7 @@ function main(): void
         }
         $id = $h['lambda-runtime-aws-request-id'] ?? '';
         $traceId = $h['lambda-runtime-trace-id'] ?? '';
-        if ($traceId !== '') {
-            \putenv('_X_AMZN_TRACE_ID=' . $traceId);
-        }
+        \putenv($traceId !== '' ? '_X_AMZN_TRACE_ID=' . $traceId : '_X_AMZN_TRACE_ID');
         $context = new \Bref\Context\Context(
             $id,
             (int) ($h['lambda-runtime-deadline-ms'] ?? 0),
@@ -418,7 +437,7 @@ function main(): void
             $h['lambda-runtime-client-context'] ?? null,
             $h['lambda-runtime-cognito-identity'] ?? null,
         );
-        $state->invocationId = $id;
+        $state->invocationId = $id = \rawurlencode($id);
 
         try {
             // An empty payload is an empty event (`{}`), as on Lambda.
