@@ -21,7 +21,7 @@ if ! curl -fsS "$TUSK_SERVER/_tusk/health" >/dev/null 2>&1; then
   done
 fi
 
-for example in hello-function web-app console provided; do
+for example in hello-function web-app console provided; do  # provided-awslambdaric needs awslambdaric vendored: see its README
   echo "==> tusk deploy examples/$example"
   "$TUSK" deploy "examples/$example"
 done
@@ -30,12 +30,12 @@ cat <<MSG
 
 Tusk is running at $TUSK_SERVER (stop it with: pkill -f 'tusk serve --listen $LISTEN')
 Try:
-  $TUSK invoke hello-world-dev-hello --data '{"name":"Tusk"}' --log
+  $TUSK invoke hello-function-dev-hello --data '{"name":"Tusk"}' --log
   curl $TUSK_SERVER/hello
-  open $TUSK_SERVER/  (the web app: forms, uploads, cookies)
+  curl $TUSK_SERVER/   (the web app: forms, uploads, cookies; open it in a browser)
   $TUSK ls
-  $TUSK logs hello-world-dev-hello
-  aws lambda invoke --endpoint-url $TUSK_SERVER --function-name hello-world-dev-hello \\
+  $TUSK logs hello-function-dev-hello
+  aws lambda invoke --endpoint-url $TUSK_SERVER --function-name hello-function-dev-hello \\
       --payload '{"name":"aws"}' out.json
       (credentials: AWS_ACCESS_KEY_ID=tusk AWS_SECRET_ACCESS_KEY=\$(cat $DATA/admin.token))
 MSG
