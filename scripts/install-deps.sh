@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # (Debian has no PSR-15 package: runtime/php ships those two interfaces itself.)
-want_debs=(php8.2-cli php8.2-cgi php8.2-fpm php8.2-opcache php-nyholm-psr7
+want_debs=(curl php8.2-cli php8.2-cgi php8.2-fpm php8.2-opcache php-nyholm-psr7
   php-psr-http-message php-psr-http-factory)
 if [[ "${TUSK_WITH_BENCH_TOOLS:-0}" == 1 ]]; then
   want_debs+=(nginx-light wrk)
