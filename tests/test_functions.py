@@ -143,8 +143,8 @@ functions:
     reservedConcurrency: 1
 """,
     "slow.php": "<?php return function ($e) { if (($e['sleep'] ?? 0) > 0) { sleep($e['sleep']); } return 'done'; };",
-    "die.php": "<?php return function ($e) { if ($e['exit'] ?? false) { echo \"bye\\n\"; exit(3); } return getmypid(); };",
-    "pid.php": "<?php return fn ($e) => getmypid();",
+    "die.php": "<?php return function ($e) { if ($e['exit'] ?? false) { echo \"bye\\n\"; exit(3); } return getenv('AWS_LAMBDA_LOG_STREAM_NAME'); };",
+    "pid.php": "<?php return fn ($e) => getenv('AWS_LAMBDA_LOG_STREAM_NAME');",
     "chatty.php": "<?php return function ($e) { for ($i = 0; $i < $e['lines']; $i++) { echo \"line $i\\n\"; } fwrite(STDERR, \"to stderr\\n\"); error_log('via error_log'); return $e['lines']; };",
     "sleep.php": "<?php return function ($e) { usleep(($e['ms'] ?? 0) * 1000); return 'ok'; };",
 }
@@ -173,7 +173,7 @@ def test_exit_reports_runtime_exit_error_and_recovers(behave):
     assert r.json()["errorType"] == "Runtime.ExitError"
     assert "bye" in base64.b64decode(r.headers["X-Amz-Log-Result"]).decode()
     new_pid = behave.invoke("behave-dev-die", {}).json()
-    assert isinstance(new_pid, int) and new_pid != pid
+    assert isinstance(new_pid, str) and new_pid != pid
 
 
 def test_same_process_serves_warm_invocations(behave):

@@ -27,8 +27,8 @@ functions:
     environment:
       BREF_LOOP_MAX: 3
 """,
-    "sleep.php": "<?php return function ($e) { usleep((int) (($e['ms'] ?? 0) * 1000)); return getmypid(); };",
-    "pid.php": "<?php return fn () => getmypid();",
+    "sleep.php": "<?php return function ($e) { usleep((int) (($e['ms'] ?? 0) * 1000)); return getenv('AWS_LAMBDA_LOG_STREAM_NAME'); };",
+    "pid.php": "<?php return fn () => getenv('AWS_LAMBDA_LOG_STREAM_NAME');",
 }
 
 
@@ -46,7 +46,7 @@ def test_scale_to_zero_and_back(fresh_node, tmp_path):
     assert n.metric("tusk_instances", function="scale-dev-sleepy", state="idle") == 0
     # Provisioned instances are not reaped.
     assert n.metric("tusk_instances", function="scale-dev-warm", state="idle") == 2
-    assert isinstance(n.invoke("scale-dev-sleepy", {}).json(), int)
+    assert isinstance(n.invoke("scale-dev-sleepy", {}).json(), str)
 
 
 def test_provisioned_instances_are_warm_when_deploy_returns(fresh_node, tmp_path):
@@ -93,7 +93,7 @@ def test_waiting_requests_are_served_in_turn(fresh_node, tmp_path):
 def test_max_invocations_replaces_instance(node, tmp_path):
     node.deploy(write_project(tmp_path / "scale", PROJECT))
     pids = [node.invoke("scale-dev-loop", {}).json() for _ in range(7)]
-    assert all(isinstance(p, int) for p in pids)
+    assert all(isinstance(p, str) for p in pids)
     assert len(set(pids[0:3])) == 1 and len(set(pids[3:6])) == 1
     assert pids[0] != pids[3] != pids[6]
 

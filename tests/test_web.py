@@ -29,7 +29,7 @@ $path = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
 switch ($path) {
     case '/server':
         header('Content-Type: application/json');
-        echo json_encode(['server' => $_SERVER, 'get' => $_GET, 'env' => getenv('GREETING'), 'pid' => getmypid()]);
+        echo json_encode(['server' => $_SERVER, 'get' => $_GET, 'env' => getenv('GREETING'), 'pid' => getenv('AWS_LAMBDA_LOG_STREAM_NAME')]);
         break;
     case '/form':
         header('Content-Type: application/json');

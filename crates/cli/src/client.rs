@@ -91,6 +91,8 @@ pub struct InvokeResponse {
     pub log_result: Option<String>,
     /// `X-Amzn-ErrorType`: the API call failed (e.g. `ResourceNotFoundException`).
     pub error_type: Option<String>,
+    /// `X-Amzn-RequestId`.
+    pub request_id: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -230,6 +232,7 @@ impl Client {
         qualifier: Option<&str>,
         payload: &[u8],
         log_tail: bool,
+        invocation_type: &str,
     ) -> Result<InvokeResponse> {
         let mut request = self
             .request(
@@ -237,7 +240,7 @@ impl Client {
                 &format!("/2015-03-31/functions/{}/invocations", encode_segment(name)),
             )
             .set("Content-Type", "application/json")
-            .set("X-Amz-Invocation-Type", "RequestResponse");
+            .set("X-Amz-Invocation-Type", invocation_type);
         if let Some(qualifier) = qualifier {
             request = request.query("Qualifier", qualifier);
         }
@@ -257,6 +260,7 @@ impl Client {
         let function_error = header("X-Amz-Function-Error");
         let log_result = header("X-Amz-Log-Result");
         let error_type = header("X-Amzn-ErrorType");
+        let request_id = header("X-Amzn-RequestId");
         let mut body = Vec::new();
         response
             .into_reader()
@@ -267,8 +271,36 @@ impl Client {
             function_error,
             log_result,
             error_type,
+            request_id,
             body,
         })
+    }
+
+    /// `GET` an admin path, as raw JSON.
+    pub fn get_json(&self, path: &str, what: &str) -> Result<Value> {
+        let response = self
+            .request("GET", path)
+            .call()
+            .map_err(|err| self.fail(err))?;
+        read_json(response, what)
+    }
+
+    /// `POST` JSON to an admin path; the answer as raw JSON.
+    pub fn post_json(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
+        let response = self
+            .request("POST", path)
+            .send_json(body)
+            .map_err(|err| self.fail(err))?;
+        read_json(response, what)
+    }
+
+    /// `DELETE` an admin path; the answer as raw JSON.
+    pub fn delete_json(&self, path: &str, what: &str) -> Result<Value> {
+        let response = self
+            .request("DELETE", path)
+            .call()
+            .map_err(|err| self.fail(err))?;
+        read_json(response, what)
     }
 }
 

@@ -45,6 +45,12 @@ enum Command {
     Logs(commands::logs::Args),
     /// Local development loop: run a node, deploy, and redeploy on every file change.
     Dev(commands::dev::Args),
+    /// Async invocations, queue depths, retries, dead-lettered events and schedule ticks.
+    Events(commands::events::Args),
+    /// Durable queues: create, list, send, purge, remove.
+    Queue(commands::queue::Args),
+    /// Show which isolation protections this host gives instances (namespaces, cgroups, ...).
+    Doctor(commands::doctor::Args),
     /// Print the version of this binary.
     Version,
 }
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
         Command::Invoke(args) => commands::invoke::run(&cli.global, args),
         Command::Logs(args) => commands::logs::run(&cli.global, args),
         Command::Dev(args) => commands::dev::run(args),
+        Command::Events(args) => commands::events::run(&cli.global, args),
+        Command::Queue(args) => commands::queue::run(&cli.global, args),
+        Command::Doctor(args) => commands::doctor::run(args),
         Command::Version => {
             println!("tusk {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

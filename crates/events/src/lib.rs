@@ -1,3 +1,455 @@
-//! Events that are never lost: async invocations, schedules and queues.
+//! Events that are never lost: async invocations (retries, maximum age, destinations),
+//! schedules that fire once per tick, and durable queues feeding `sqs` events.
+//!
+//! Everything durable goes through [`store::QueueStore`]; an event is acknowledged only after
+//! its commit, and removed only in the same commit that records where its outcome went.
 
+pub mod records;
+mod schedules;
+mod sqs_source;
 pub mod store;
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use store::{Message, NewMessage, Op, QueueConfig, QueueError, QueueStore};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tusk_pool::{AcquireError, Dispatcher};
+
+/// Lambda's limit on an async (Event) payload.
+pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
+/// SQS's limit on a message.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+
+/// Node-wide settings.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// Delay before the first retry of a failed async invocation; the second waits twice as
+    /// long (Lambda: about 1 and 2 minutes).
+    pub retry_base_delay: Duration,
+    pub region: String,
+}
+
+/// Where an async invocation's record goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Destination {
+    Function(String),
+    Queue(String),
+}
+
+/// An `sqs` event: a queue feeding a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqsMapping {
+    pub queue: String,
+    pub batch_size: u32,
+    pub batching_window: Duration,
+    pub report_batch_item_failures: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    /// Stable identity across deploys (function, index, expression).
+    pub key: String,
+    pub rule: String,
+    pub schedule: tusk_schedule::Schedule,
+    pub input: Option<serde_json::Value>,
+}
+
+/// What the events engine needs to know about one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionEvents {
+    pub function: String,
+    pub function_arn: String,
+    pub max_retries: u32,
+    pub max_event_age: Duration,
+    pub timeout: Duration,
+    pub on_success: Option<Destination>,
+    pub on_failure: Option<Destination>,
+    pub schedules: Vec<ScheduleSpec>,
+    pub sqs: Vec<SqsMapping>,
+}
+
+/// Counters for `/_tusk/metrics` and `tusk events`.
+#[derive(Default, Serialize)]
+pub struct EventCounters {
+    pub async_accepted: AtomicU64,
+    pub async_succeeded: AtomicU64,
+    pub async_retried: AtomicU64,
+    pub async_throttled: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub dropped_too_old: AtomicU64,
+    pub schedule_fired: AtomicU64,
+    pub schedule_missed: AtomicU64,
+    pub sqs_batches: AtomicU64,
+}
+
+struct FunctionState {
+    config: FunctionEvents,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub struct Events {
+    store: QueueStore,
+    dispatcher: Arc<Dispatcher>,
+    settings: EventSettings,
+    functions: RwLock<HashMap<String, FunctionState>>,
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    wake: Notify,
+    pub counters: EventCounters,
+}
+
+pub fn async_queue(function: &str) -> String {
+    // ':' never appears in user queue names, so internal queues cannot clash with them.
+    format!("async:{function}")
+}
+
+fn fresh_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
+    NewMessage {
+        id: fresh_id(),
+        body,
+        attributes,
+        delay_ms: 0,
+        sent_ms: None,
+    }
+}
+
+impl Events {
+    pub async fn start(
+        store: QueueStore,
+        dispatcher: Arc<Dispatcher>,
+        settings: EventSettings,
+    ) -> Result<Arc<Events>, QueueError> {
+        // A single node restarting owns everything that was in flight: deliver it again.
+        store.run(Op::ReleaseInternal).await?;
+        let events = Arc::new(Events {
+            store,
+            dispatcher,
+            settings,
+            functions: RwLock::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            counters: EventCounters::default(),
+        });
+        tokio::spawn(events.clone().dispatch_loop());
+        Ok(events)
+    }
+
+    pub fn store(&self) -> &QueueStore {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &EventSettings {
+        &self.settings
+    }
+
+    /// Installs (or replaces) a function's event configuration and (re)starts its schedules
+    /// and queue pollers.
+    pub async fn configure(self: &Arc<Self>, config: FunctionEvents) -> Result<(), QueueError> {
+        self.store
+            .run(Op::CreateQueue(QueueConfig {
+                name: async_queue(&config.function),
+                visibility_timeout_s: config.timeout.as_secs() as u32 + 30,
+                max_receive_count: 0,
+                dead_letter: None,
+                internal: true,
+            }))
+            .await?;
+        let mut tasks = Vec::new();
+        for s in &config.schedules {
+            tasks.push(tokio::spawn(schedules::run(
+                self.clone(),
+                config.function.clone(),
+                s.clone(),
+            )));
+        }
+        for m in &config.sqs {
+            // A few pollers per mapping so one slow batch does not hold the queue.
+            for _ in 0..m.batch_size.clamp(1, 4) {
+                tasks.push(tokio::spawn(sqs_source::run(
+                    self.clone(),
+                    config.function.clone(),
+                    m.clone(),
+                )));
+            }
+        }
+        let old = match self.functions.write() {
+            Ok(mut f) => f.insert(config.function.clone(), FunctionState { config, tasks }),
+            Err(_) => None,
+        };
+        if let Some(old) = old {
+            old.tasks.iter().for_each(JoinHandle::abort);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops a removed function's schedules and pollers. Its pending async events stay stored
+    /// and are reported when dispatched.
+    pub fn unconfigure(&self, function: &str) {
+        let old = self
+            .functions
+            .write()
+            .ok()
+            .and_then(|mut f| f.remove(function));
+        if let Some(old) = old {
+            old.tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    fn config(&self, function: &str) -> Option<FunctionEvents> {
+        self.functions
+            .read()
+            .ok()?
+            .get(function)
+            .map(|s| s.config.clone())
+    }
+
+    /// Accepts an async (`Event`) invocation; returns its request id once it is durably stored.
+    pub async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<String, QueueError> {
+        let body = String::from_utf8(payload.to_vec())
+            .map_err(|_| QueueError::Invalid("the payload must be UTF-8 JSON".into()))?;
+        let message = new_message(body, serde_json::json!({"attempt": 0}));
+        let id = message.id.clone();
+        self.store
+            .send(&async_queue(function), vec![message])
+            .await?;
+        self.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Wakes the dispatcher (after a send to a queue a poller may wait on).
+    pub fn poke(&self) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    fn limit_for(&self, function: &str) -> Arc<Semaphore> {
+        let permits = self
+            .dispatcher
+            .get(function)
+            .map(|p| p.max_concurrency())
+            .unwrap_or(1);
+        let mut map = match self.in_flight.lock() {
+            Ok(m) => m,
+            Err(e) => e.into_inner(),
+        };
+        map.entry(function.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        loop {
+            let functions: Vec<String> = self
+                .functions
+                .read()
+                .map(|f| f.keys().cloned().collect())
+                .unwrap_or_default();
+            let mut busy = false;
+            for function in functions {
+                let limit = self.limit_for(&function);
+                let free = limit.available_permits();
+                if free == 0 {
+                    continue;
+                }
+                let Some(config) = self.config(&function) else {
+                    continue;
+                };
+                let visibility = (config.timeout + Duration::from_secs(30)).as_millis() as u64;
+                let messages = match self
+                    .store
+                    .receive(&async_queue(&function), free.min(64), visibility)
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(function, error = %e, "cannot read async events");
+                        continue;
+                    }
+                };
+                busy |= !messages.is_empty();
+                for message in messages {
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let events = self.clone();
+                    let config = config.clone();
+                    tokio::spawn(async move {
+                        events.run_async(&config, message).await;
+                        drop(permit);
+                        events.wake.notify_one();
+                    });
+                }
+            }
+            if !busy {
+                // New events wake us; delayed retries are picked up by the periodic look.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(250), self.wake.notified()).await;
+            }
+        }
+    }
+
+    fn destination_send(
+        &self,
+        dest: &Option<Destination>,
+        record: serde_json::Value,
+    ) -> Vec<(String, NewMessage)> {
+        match dest {
+            None => vec![],
+            Some(Destination::Queue(q)) => vec![(
+                q.clone(),
+                new_message(record.to_string(), serde_json::json!({})),
+            )],
+            Some(Destination::Function(f)) => vec![(
+                async_queue(f),
+                new_message(record.to_string(), serde_json::json!({"attempt": 0})),
+            )],
+        }
+    }
+
+    async fn run_async(&self, config: &FunctionEvents, message: Message) {
+        let queue = async_queue(&config.function);
+        let attempt = message
+            .attributes
+            .get("attempt")
+            .and_then(|a| a.as_u64())
+            .unwrap_or(0) as u32;
+        let age = Duration::from_millis((store::now_ms() - message.sent_ms).max(0) as u64);
+        let fail = |condition: &'static str, response: Option<Bytes>, error: Option<String>| {
+            let record = records::invocation_record(&records::Outcome {
+                request_id: &message.id,
+                function_arn: &config.function_arn,
+                condition,
+                invoke_count: attempt + 1,
+                request_payload: message.body.as_bytes(),
+                response: response.as_deref(),
+                function_error: error.as_deref(),
+            });
+            self.destination_send(&config.on_failure, record)
+        };
+        if age > config.max_event_age {
+            self.counters
+                .dropped_too_old
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(function = %config.function, request_id = %message.id, "async event older than maximumEventAge dropped");
+            let send = fail("EventAgeExceeded", None, None);
+            self.finish(&queue, &message.receipt, send).await;
+            return;
+        }
+        let Some(pool) = self.dispatcher.get(&config.function) else {
+            tracing::warn!(function = %config.function, request_id = %message.id, "async event for a removed function dropped");
+            self.finish(&queue, &message.receipt, vec![]).await;
+            return;
+        };
+        match pool.invoke(Bytes::from(message.body.clone()), None).await {
+            Err(AcquireError::Throttled) => {
+                self.counters
+                    .async_throttled
+                    .fetch_add(1, Ordering::Relaxed);
+                // Back off while the function stays busy: 1 s, 2 s, 4 s ... up to a minute.
+                let backoff = Duration::from_secs(1 << message.receive_count.min(6))
+                    .min(Duration::from_secs(60));
+                self.retry(&queue, &message, backoff, "throttled", attempt)
+                    .await;
+            }
+            Err(AcquireError::Start(e)) => {
+                self.after_error(config, &queue, &message, attempt, None, e.to_string())
+                    .await;
+            }
+            Ok(result) => match result.result {
+                Ok(response) => {
+                    self.counters
+                        .async_succeeded
+                        .fetch_add(1, Ordering::Relaxed);
+                    let record = records::invocation_record(&records::Outcome {
+                        request_id: &message.id,
+                        function_arn: &config.function_arn,
+                        condition: "Success",
+                        invoke_count: attempt + 1,
+                        request_payload: message.body.as_bytes(),
+                        response: Some(&response),
+                        function_error: None,
+                    });
+                    let send = self.destination_send(&config.on_success, record);
+                    self.finish(&queue, &message.receipt, send).await;
+                }
+                Err((body, error_type)) => {
+                    self.after_error(config, &queue, &message, attempt, Some(body), error_type)
+                        .await;
+                }
+            },
+        }
+    }
+
+    async fn after_error(
+        &self,
+        config: &FunctionEvents,
+        queue: &str,
+        message: &Message,
+        attempt: u32,
+        response: Option<Bytes>,
+        error: String,
+    ) {
+        if attempt < config.max_retries {
+            self.counters.async_retried.fetch_add(1, Ordering::Relaxed);
+            let delay = self.settings.retry_base_delay * 2u32.pow(attempt);
+            self.retry(queue, message, delay, &error, attempt + 1).await;
+            return;
+        }
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let record = records::invocation_record(&records::Outcome {
+            request_id: &message.id,
+            function_arn: &config.function_arn,
+            condition: "RetriesExhausted",
+            invoke_count: attempt + 1,
+            request_payload: message.body.as_bytes(),
+            response: response.as_deref(),
+            function_error: Some("Unhandled"),
+        });
+        tracing::warn!(function = %config.function, request_id = %message.id, error = %error, "async event failed after all retries");
+        let send = self.destination_send(&config.on_failure, record);
+        self.finish(queue, &message.receipt, send).await;
+    }
+
+    async fn retry(
+        &self,
+        queue: &str,
+        message: &Message,
+        delay: Duration,
+        error: &str,
+        attempt: u32,
+    ) {
+        let op = Op::Retry {
+            queue: queue.to_string(),
+            receipt: message.receipt.clone(),
+            delay_ms: delay.as_millis() as u64,
+            error: Some(error.to_string()),
+            attributes: Some(serde_json::json!({"attempt": attempt})),
+        };
+        if let Err(e) = self.store.run(op).await {
+            tracing::error!(error = %e, "cannot schedule a retry; the event will be redelivered after its visibility timeout");
+        }
+    }
+
+    async fn finish(&self, queue: &str, receipt: &str, then_send: Vec<(String, NewMessage)>) {
+        let op = Op::Complete {
+            queue: queue.to_string(),
+            receipt: receipt.to_string(),
+            then_send,
+        };
+        if let Err(e) = self.store.run(op).await {
+            tracing::error!(error = %e, "cannot complete an event; it will be redelivered");
+        }
+        self.wake.notify_one();
+    }
+}

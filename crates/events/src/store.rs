@@ -135,6 +135,9 @@ pub enum Reply {
 
 type Job = (Op, oneshot::Sender<Result<Reply, QueueError>>);
 
+/// seq, id, body, attributes, sent_ms, receive_count, last_error
+type StoredRow = (i64, String, String, String, i64, u32, Option<String>);
+
 /// Handle to the queue store; cheap to clone.
 #[derive(Clone)]
 pub struct QueueStore {
@@ -376,7 +379,7 @@ fn execute(tx: &Transaction<'_>, op: Op) -> Result<Reply, QueueError> {
         } => {
             let config = load_queue(tx, &queue)?;
             let mut out = Vec::new();
-            let rows: Vec<(i64, String, String, String, i64, u32, Option<String>)> = {
+            let rows: Vec<StoredRow> = {
                 let mut stmt = tx.prepare_cached(
                     "SELECT seq, id, body, attributes, sent_ms, receive_count, last_error FROM messages
                      WHERE queue = ?1 AND visible_ms <= ?2 ORDER BY seq LIMIT ?3",

@@ -74,7 +74,18 @@ pub async fn health() -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = crate::metrics::render(&state.control.dispatcher, state.logs.dropped());
+    let mut body = crate::metrics::render(&state.control.dispatcher, state.logs.dropped());
+    let stats = state
+        .control
+        .events
+        .store()
+        .stats()
+        .await
+        .unwrap_or_default();
+    body.push_str(&crate::metrics::render_events(
+        &stats,
+        &state.control.events.counters,
+    ));
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         body,

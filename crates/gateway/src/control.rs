@@ -33,6 +33,11 @@ pub struct ControlPlane {
     pub php_runtime_dir: PathBuf,
     pub limits: PoolLimits,
     pub logs: Arc<dyn LogSink>,
+    pub events: Arc<tusk_events::Events>,
+    /// Base URL of this node, for the queue URLs functions receive.
+    pub base_url: String,
+    /// How instances are isolated (set with [`ControlPlane::with_sandbox`]).
+    pub sandbox: Arc<tusk_sandbox::Sandbox>,
     /// One deploy at a time keeps version numbers and route checks simple.
     deploy_lock: tokio::sync::Mutex<()>,
 }
@@ -59,10 +64,15 @@ impl ControlPlane {
         php_runtime_dir: PathBuf,
         limits: PoolLimits,
         logs: Arc<dyn LogSink>,
+        dispatcher: Arc<Dispatcher>,
+        events: Arc<tusk_events::Events>,
+        base_url: String,
     ) -> ControlPlane {
         ControlPlane {
             store,
-            dispatcher: Arc::new(Dispatcher::default()),
+            dispatcher,
+            events,
+            base_url,
             routes: RwLock::new(Arc::new(RouteTable::default())),
             services: RwLock::new(Vec::new()),
             data_dir,
@@ -70,8 +80,15 @@ impl ControlPlane {
             php_runtime_dir,
             limits,
             logs,
+            sandbox: Arc::new(tusk_sandbox::Sandbox::off()),
             deploy_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Runs every instance in `sandbox` (the node's, from `tusk_sandbox::Sandbox::init`).
+    pub fn with_sandbox(mut self, sandbox: Arc<tusk_sandbox::Sandbox>) -> ControlPlane {
+        self.sandbox = sandbox;
+        self
     }
 
     pub fn package_path(&self, sha: &str) -> PathBuf {
@@ -134,13 +151,33 @@ impl ControlPlane {
     /// Unpacks a package once into `code/<sha>` (atomically: unpack aside, then rename).
     async fn ensure_code(&self, sha: &str) -> Result<PathBuf, GatewayError> {
         let dir = self.code_dir(sha);
-        if tokio::fs::metadata(&dir).await.is_ok() {
-            return Ok(dir);
+        if tokio::fs::metadata(&dir).await.is_err() {
+            let zip_path = self.package_path(sha);
+            let target = dir.clone();
+            blocking(move || crate::package::unpack(&zip_path, &target)).await?;
         }
-        let zip_path = self.package_path(sha);
-        let target = dir.clone();
-        blocking(move || crate::package::unpack(&zip_path, &target)).await?;
+        // Sandboxed instances run as an unprivileged uid: the package root (unpacked in a
+        // 0700 staging directory) must be world-readable, as on Lambda.
+        if let Ok(meta) = tokio::fs::metadata(&dir).await {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            if mode & 0o055 != 0o055 {
+                let readable = std::fs::Permissions::from_mode(mode | 0o755);
+                tokio::fs::set_permissions(&dir, readable)
+                    .await
+                    .map_err(|e| GatewayError::Internal(format!("{}: {e}", dir.display())))?;
+            }
+        }
         Ok(dir)
+    }
+
+    /// Fills in values only the node knows: `${construct:X.queueUrl}` arrives as
+    /// `tusk:queue-url:NAME`.
+    fn expand_markers(&self, value: &str) -> String {
+        match value.strip_prefix("tusk:queue-url:") {
+            Some(queue) => format!("{}/{ACCOUNT_ID}/{queue}", self.base_url),
+            None => value.to_string(),
+        }
     }
 
     fn launch_spec(&self, record: &ServiceRecord, f: &FunctionSpec, code_dir: &Path) -> LaunchSpec {
@@ -158,7 +195,11 @@ impl ControlPlane {
             code_dir: code_dir.to_path_buf(),
             memory_mb: f.memory_size,
             timeout: Duration::from_secs(u64::from(f.timeout)),
-            environment: f.environment.clone(),
+            environment: f
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), self.expand_markers(v)))
+                .collect(),
             region: record.spec.region.clone(),
             php_runtime_dir: self.php_runtime_dir.clone(),
             run_dir: self.data_dir.join("run"),
@@ -171,7 +212,73 @@ impl ControlPlane {
                 .get("BREF_LOOP_MAX")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0),
+            ephemeral_mb: f.ephemeral_storage_size,
+            network: match f.network {
+                tusk_manifest::Network::Default => tusk_sandbox::Network::Host,
+                tusk_manifest::Network::None => tusk_sandbox::Network::None,
+            },
+            sandbox: self.sandbox.clone(),
         }
+    }
+
+    /// Creates the service's declared queues (and their dead-letter queues).
+    async fn create_queues(&self, spec: &ServiceSpec) -> Result<(), GatewayError> {
+        for q in &spec.queues {
+            let dlq = (q.max_receive_count > 0).then(|| format!("{}-dlq", q.name));
+            if let Some(dlq) = &dlq {
+                self.events
+                    .store()
+                    .run(tusk_events::store::Op::CreateQueue(
+                        tusk_events::store::QueueConfig {
+                            name: dlq.clone(),
+                            visibility_timeout_s: q.visibility_timeout,
+                            max_receive_count: 0,
+                            dead_letter: None,
+                            internal: false,
+                        },
+                    ))
+                    .await
+                    .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            }
+            self.events
+                .store()
+                .run(tusk_events::store::Op::CreateQueue(
+                    tusk_events::store::QueueConfig {
+                        name: q.name.clone(),
+                        visibility_timeout_s: q.visibility_timeout,
+                        max_receive_count: q.max_receive_count,
+                        dead_letter: dlq,
+                        internal: false,
+                    },
+                ))
+                .await
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The events configuration of every function of `spec`; fails on a dangling reference.
+    async fn event_configs(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<Vec<tusk_events::FunctionEvents>, GatewayError> {
+        let queues: Vec<String> = self
+            .events
+            .store()
+            .queues()
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .into_iter()
+            .filter(|q| !q.internal)
+            .map(|q| q.name)
+            .collect();
+        let declared: Vec<&str> = spec.queues.iter().map(|q| q.name.as_str()).collect();
+        let known_queue = |q: &str| queues.iter().any(|n| n == q) || declared.contains(&q);
+        let known_function = |f: &str| self.resolve(f).is_some();
+        spec.functions
+            .iter()
+            .map(|f| crate::event_config::build(spec, f, &known_function, &known_queue))
+            .collect()
     }
 
     /// Starts pools for `record` and switches routes and pools over in one step.
@@ -219,7 +326,26 @@ impl ControlPlane {
                 services.retain(|s| {
                     !(s.spec.service == record.spec.service && s.spec.stage == record.spec.stage)
                 });
-                services.push(record);
+                services.push(record.clone());
+            }
+        }
+        if let Err(e) = self.create_queues(&record.spec).await {
+            tracing::error!(service = %record.spec.service, error = %e, "cannot create the service's queues");
+        }
+        let new_names: Vec<String> = record.functions().map(|(n, _)| n).collect();
+        for gone in old_names.iter().filter(|n| !new_names.contains(n)) {
+            self.events.unconfigure(gone);
+        }
+        match self.event_configs(&record.spec).await {
+            Ok(configs) => {
+                for config in configs {
+                    if let Err(e) = self.events.configure(config).await {
+                        tracing::error!(service = %record.spec.service, error = %e, "cannot configure events");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(service = %record.spec.service, error = %e, "events of this service are not running")
             }
         }
     }
@@ -289,6 +415,7 @@ impl ControlPlane {
                 old.display()
             )));
         }
+        self.event_configs(&spec).await?;
         let store = self.store.clone();
         let pkg = package.to_string();
         let spec_for_store = spec.clone();
@@ -385,6 +512,9 @@ impl ControlPlane {
                 .collect();
             self.dispatcher.swap(&names, Vec::new());
             *routes = Arc::new(RouteTable::new(kept));
+        }
+        for name in &names {
+            self.events.unconfigure(name);
         }
         if let Ok(mut services) = self.services.write() {
             services.retain(|s| !(s.spec.service == service && s.spec.stage == stage));

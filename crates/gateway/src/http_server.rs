@@ -34,6 +34,19 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             "/_tusk/services/{service}",
             axum::routing::delete(admin::remove),
         )
+        .route("/_tusk/events", get(crate::events_api::overview))
+        .route(
+            "/_tusk/queues",
+            get(crate::events_api::list).post(crate::events_api::create),
+        )
+        .route(
+            "/_tusk/queues/{name}",
+            axum::routing::delete(crate::events_api::delete),
+        )
+        .route(
+            "/_tusk/queues/{name}/messages",
+            post(crate::events_api::send).delete(crate::events_api::purge),
+        )
         .route("/2015-03-31/functions", get(lambda_api::list_functions))
         .route("/2015-03-31/functions/", get(lambda_api::list_functions))
         .route(
@@ -152,6 +165,13 @@ async fn user_route(
     req: Request,
 ) -> Response {
     let path = req.uri().path().to_string();
+    if req.method() == http::Method::POST && crate::sqs_api::is_sqs(req.headers()) {
+        let (parts, body) = req.into_parts();
+        return match axum::body::to_bytes(body, 2 * 1024 * 1024).await {
+            Ok(body) => crate::sqs_api::handle(&state, &parts, body).await,
+            Err(_) => gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        };
+    }
     if path.starts_with("/_tusk/") || path.starts_with("/2015-03-31/") {
         return admin_error(StatusCode::NOT_FOUND, &format!("no Tusk API at {path}"));
     }

@@ -95,13 +95,7 @@ pub async fn invoke(
             );
             return r;
         }
-        "Event" => {
-            return lambda_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                json!({"Type": "User", "message": "Asynchronous (Event) invocations are not available on this node yet; use RequestResponse"}),
-            )
-        }
+        "Event" => return invoke_event(&state, &full, body).await,
         other => {
             return lambda_error(
                 StatusCode::BAD_REQUEST,
@@ -334,4 +328,34 @@ async fn invoke_web(state: &AppState, pool: &tusk_pool::FunctionPool, body: &[u8
         );
     }
     r
+}
+
+/// `X-Amz-Invocation-Type: Event`: 202 once the event is durably stored.
+async fn invoke_event(state: &AppState, function: &str, body: Bytes) -> Response {
+    if body.len() > tusk_events::MAX_ASYNC_PAYLOAD {
+        return lambda_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLargeException",
+            json!({"Type": "User", "message": format!("Request must be smaller than {} bytes for the InvokeAsync operation", tusk_events::MAX_ASYNC_PAYLOAD)}),
+        );
+    }
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    match state.control.events.invoke_async(function, payload).await {
+        Ok(request_id) => {
+            let mut r = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                r.headers_mut().insert("x-amzn-requestid", v);
+            }
+            r
+        }
+        Err(e) => lambda_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            json!({"Type": "Service", "message": format!("the event could not be stored: {e}")}),
+        ),
+    }
 }

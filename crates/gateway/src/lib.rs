@@ -8,6 +8,8 @@
 mod admin;
 pub mod apigw;
 mod control;
+mod event_config;
+mod events_api;
 mod http_server;
 mod lambda_api;
 mod logs;
@@ -15,6 +17,8 @@ mod metrics;
 mod package;
 mod php;
 pub mod routes;
+mod sandbox;
+mod sqs_api;
 mod web;
 
 pub use control::ACCOUNT_ID;
@@ -45,6 +49,12 @@ pub struct NodeConfig {
     pub queue_wait: Duration,
     /// How long function log lines are kept.
     pub log_retention: Duration,
+    /// Delay before the first retry of a failed async invocation (the second waits twice as
+    /// long); Lambda uses about a minute.
+    pub async_retry_delay: Duration,
+    /// How instances are isolated: full where the host allows it (`auto`), `full` or refuse
+    /// to start, or `off` (benchmarks only).
+    pub sandbox: tusk_sandbox::Mode,
 }
 
 impl NodeConfig {
@@ -60,6 +70,8 @@ impl NodeConfig {
             queue_limit: 100,
             queue_wait: Duration::from_secs(10),
             log_retention: Duration::from_secs(7 * 24 * 3600),
+            async_retry_delay: Duration::from_secs(60),
+            sandbox: tusk_sandbox::Mode::Auto,
         }
     }
 }
@@ -114,6 +126,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             .map_err(startup("cannot open the node database"))?,
     );
     let php = php::detect().await;
+    let sandbox = sandbox::start(config.sandbox, &data_dir, php.as_ref()).await?;
     match &php {
         Some(p) => tracing::info!(cli = %p.cli.display(), cgi = %p.cgi.display(), version = %p.version, "found PHP"),
         None => tracing::warn!("no PHP found (php and php-cgi): PHP functions cannot run until php8.2-cli and php8.2-cgi are installed"),
@@ -128,14 +141,6 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         queue_wait: config.queue_wait,
         idle_timeout: config.idle_timeout,
     };
-    let control = control::ControlPlane::new(
-        store,
-        data_dir.clone(),
-        php,
-        runtime_dir,
-        limits,
-        logs.clone(),
-    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(startup(&format!(
@@ -145,6 +150,31 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let listen = listener
         .local_addr()
         .map_err(startup("cannot read the listen address"))?;
+    let dispatcher = Arc::new(tusk_pool::Dispatcher::default());
+    let queue_store = tusk_events::store::QueueStore::open(&data_dir.join("events.db"))
+        .map_err(startup("cannot open the event database"))?;
+    let events = tusk_events::Events::start(
+        queue_store,
+        dispatcher.clone(),
+        tusk_events::EventSettings {
+            retry_base_delay: config.async_retry_delay,
+            region: "us-east-1".into(),
+        },
+    )
+    .await
+    .map_err(startup("cannot start the event engine"))?;
+    let control = control::ControlPlane::new(
+        store,
+        data_dir.clone(),
+        php,
+        runtime_dir,
+        limits,
+        logs.clone(),
+        dispatcher,
+        events,
+        format!("http://{listen}"),
+    )
+    .with_sandbox(sandbox.clone());
     let state = Arc::new(AppState {
         control,
         credentials: tusk_auth::Credentials {
@@ -170,7 +200,10 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     });
 
     tracing::info!(%listen, data_dir = %data_dir.display(), "Tusk node serving");
-    http_server::serve(listener, state)
+    let served = http_server::serve(listener, state)
         .await
-        .map_err(startup("server error"))
+        .map_err(startup("server error"));
+    // Instances (frozen ones too) must not outlive the node.
+    let _ = tokio::task::spawn_blocking(move || sandbox.shutdown()).await;
+    served
 }

@@ -93,3 +93,57 @@ pub fn render(dispatcher: &Dispatcher, dropped_log_lines: u64) -> String {
     let _ = writeln!(out, "# HELP {name} Log lines dropped because functions printed faster than they could be stored.\n# TYPE {name} counter\n{name} {dropped_log_lines}");
     out
 }
+
+/// Queue depths, oldest ages and the async/schedule counters.
+pub fn render_events(
+    stats: &[tusk_events::store::QueueStats],
+    c: &tusk_events::EventCounters,
+) -> String {
+    let mut out = String::new();
+    let name = "tusk_queue_messages";
+    let _ = writeln!(out, "# HELP {name} Messages per queue and state (async:<function> queues hold async invocations).\n# TYPE {name} gauge");
+    for s in stats {
+        for (state, v) in [
+            ("visible", s.visible),
+            ("in_flight", s.in_flight),
+            ("delayed", s.delayed),
+            ("retrying", s.retrying),
+        ] {
+            let _ = writeln!(out, "{name}{{queue=\"{}\",state=\"{state}\"}} {v}", s.name);
+        }
+    }
+    let name = "tusk_queue_oldest_message_age_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Age of the oldest message per queue.\n# TYPE {name} gauge"
+    );
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "{name}{{queue=\"{}\"}} {}",
+            s.name,
+            s.oldest_age_ms as f64 / 1000.0
+        );
+    }
+    let v = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let name = "tusk_async_events_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Async invocation events by outcome.\n# TYPE {name} counter"
+    );
+    for (outcome, value) in [
+        ("accepted", v(&c.async_accepted)),
+        ("succeeded", v(&c.async_succeeded)),
+        ("retried", v(&c.async_retried)),
+        ("throttled", v(&c.async_throttled)),
+        ("dead_lettered", v(&c.dead_lettered)),
+        ("too_old", v(&c.dropped_too_old)),
+    ] {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {value}");
+    }
+    let name = "tusk_schedule_ticks_total";
+    let _ = writeln!(out, "# HELP {name} Schedule ticks fired, and missed while the node was down.\n# TYPE {name} counter");
+    let _ = writeln!(out, "{name}{{state=\"fired\"}} {}", v(&c.schedule_fired));
+    let _ = writeln!(out, "{name}{{state=\"missed\"}} {}", v(&c.schedule_missed));
+    out
+}

@@ -19,15 +19,26 @@ pub struct WebRequest<'a> {
     pub request_id: &'a str,
 }
 
-/// The front controller's directory is the document root (`public/index.php` → `public/`).
+/// The front controller's directory is the document root (`public/index.php` → `public/`),
+/// on the host (for static files).
 pub fn document_root(spec: &LaunchSpec) -> (PathBuf, String) {
+    document_root_under(spec, &spec.code_dir)
+}
+
+/// The document root as PHP sees it: under the instance's task root (`/var/task` when
+/// sandboxed).
+fn php_document_root(spec: &LaunchSpec) -> (PathBuf, String) {
+    document_root_under(spec, &spec.task_root())
+}
+
+fn document_root_under(spec: &LaunchSpec, base: &Path) -> (PathBuf, String) {
     let handler = Path::new(&spec.handler);
     let script = handler
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "index.php".into());
     let dir = handler.parent().unwrap_or(Path::new(""));
-    (spec.code_dir.join(dir), script)
+    (base.join(dir), script)
 }
 
 /// A file under the document root for `path`, when one exists and is not PHP source.
@@ -105,7 +116,7 @@ fn fxhash(data: &[u8]) -> u64 {
 }
 
 pub fn fastcgi_params(spec: &LaunchSpec, req: &WebRequest<'_>) -> Params {
-    let (root, script) = document_root(spec);
+    let (root, script) = php_document_root(spec);
     let root_s = root.display().to_string();
     let mut p = Params::new();
     let request_uri = if req.raw_query.is_empty() {

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tusk_fastcgi::{Connection, Params, RawResponse};
+use tusk_sandbox::InstanceSandbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcgiFailure {
@@ -35,31 +36,47 @@ impl Drop for FcgiWorker {
 
 impl FcgiWorker {
     pub(crate) async fn spawn(
-        spec: &LaunchSpec,
+        spec: &Arc<LaunchSpec>,
         id: &str,
         sink: Arc<dyn LogSink>,
+        sandbox: Arc<InstanceSandbox>,
     ) -> Result<(FcgiWorker, Process), StartError> {
         let socket = spec.run_dir.join(format!("{id}.sock"));
         // php-cgi serves FastCGI on a listening socket handed over as its stdin (the classic
-        // spawn-fcgi contract): no port to pick, no race between bind and connect.
+        // spawn-fcgi contract): no port to pick, no race between bind and connect, and no
+        // path to expose inside the sandbox (only Tusk ever connects to it).
         let listener =
             std::os::unix::net::UnixListener::bind(&socket).map_err(StartError::Setup)?;
-        let mut cmd = tokio::process::Command::new(&spec.php_cgi);
-        cmd.args([
-            "-d",
-            "opcache.validate_timestamps=0",
-            "-d",
-            "expose_php=0",
-            "-d",
-            "cgi.fix_pathinfo=0",
-        ]);
-        cmd.env_clear()
-            .envs(process::base_env(spec))
-            .env("PHP_FCGI_CHILDREN", "0")
-            .env("PHP_FCGI_MAX_REQUESTS", max_requests(spec.max_invocations))
-            .current_dir(&spec.code_dir)
-            .stdin(Stdio::from(OwnedFd::from(listener)));
-        let process = process::spawn(cmd, spec, sink)?;
+        let for_build = spec.clone();
+        let instance_env = process::instance_env(spec, id);
+        let build = move |_: &()| {
+            let spec = for_build;
+            let mut cmd = tokio::process::Command::new(&spec.php_cgi);
+            cmd.args([
+                "-d",
+                "opcache.validate_timestamps=0",
+                "-d",
+                "expose_php=0",
+                "-d",
+                "cgi.fix_pathinfo=0",
+            ]);
+            cmd.env_clear()
+                .envs(process::base_env(&spec))
+                .envs(instance_env)
+                .env("PHP_FCGI_CHILDREN", "0")
+                .env("PHP_FCGI_MAX_REQUESTS", max_requests(spec.max_invocations))
+                .current_dir(&spec.code_dir)
+                .stdin(Stdio::from(OwnedFd::from(listener)));
+            Ok(cmd)
+        };
+        let spawned = process::spawn(spec, sink, sandbox, &spec.php_cgi, || Ok(()), build).await;
+        let process = match spawned {
+            Ok(((), process)) => process,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(e);
+            }
+        };
         let conn = Connection::connect_unix(&socket)
             .await
             .map_err(|e| StartError::Setup(std::io::Error::other(e.to_string())))?;

@@ -3,6 +3,8 @@
 //! Two transports reach the process: the Lambda Runtime API ([`runtime_api`], for `php-8x`,
 //! `php-8x-console` and `provided*`) and FastCGI (for `php-8x-fpm`, one `php-cgi` worker per
 //! instance). [`process`] owns the OS process: spawning, log capture, killing the whole tree.
+//! Every instance runs inside its own [`tusk_sandbox::InstanceSandbox`] (namespaces, cgroup,
+//! unprivileged uid), frozen while idle.
 
 mod fcgi;
 mod process;
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tusk_manifest::RuntimeKind;
+use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
 use tusk_store::LogStream;
 
 pub use fcgi::FcgiFailure;
@@ -51,6 +54,24 @@ pub struct LaunchSpec {
     pub php_cgi: PathBuf,
     /// Invocations before an instance is replaced; 0 = never.
     pub max_invocations: u32,
+    /// Size of the instance's private `/tmp` (`ephemeralStorageSize`), MB.
+    pub ephemeral_mb: u32,
+    /// `network: none` gives the instance no network but its own Runtime API.
+    pub network: tusk_sandbox::Network,
+    /// The node's sandbox: how instances are isolated.
+    pub sandbox: Arc<Sandbox>,
+}
+
+impl LaunchSpec {
+    /// Where the instance sees its package (`/var/task` when sandboxed).
+    pub fn task_root(&self) -> PathBuf {
+        self.sandbox.task_root(&self.code_dir)
+    }
+
+    /// Where the instance sees Tusk's PHP runtime (`/opt` when sandboxed).
+    pub fn runtime_root(&self) -> PathBuf {
+        self.sandbox.runtime_dir(&self.php_runtime_dir)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +83,8 @@ pub enum StartError {
     },
     #[error("cannot set up the instance: {0}")]
     Setup(std::io::Error),
+    #[error("{0}")]
+    Sandbox(#[from] tusk_sandbox::SandboxError),
     /// The runtime reported `/runtime/init/error`.
     #[error("the function failed to initialise")]
     InitError { body: Bytes },
@@ -80,6 +103,7 @@ enum Transport {
 pub struct Instance {
     pub id: String,
     spec: Arc<LaunchSpec>,
+    sandbox: Arc<InstanceSandbox>,
     process: process::Process,
     transport: Transport,
     /// Time from spawn until the runtime asked for its first event.
@@ -95,21 +119,27 @@ impl Instance {
     ) -> Result<Instance, StartError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let started = Instant::now();
+        let sandbox = Arc::new(prepare_sandbox(&spec, &id).await?);
         let (process, transport) = match spec.kind {
             RuntimeKind::PhpFpm => {
-                let (worker, process) = fcgi::FcgiWorker::spawn(&spec, &id, logs).await?;
+                let (worker, process) =
+                    fcgi::FcgiWorker::spawn(&spec, &id, logs, sandbox.clone()).await?;
                 (process, Transport::FastCgi(worker))
             }
             _ => {
-                let api = runtime_api::RuntimeApi::bind().await?;
-                let process = process::spawn_runtime(&spec, api.addr(), logs)?;
+                let (api, process) =
+                    process::spawn_runtime(&spec, &id, logs, sandbox.clone()).await?;
                 api.wait_ready(&process).await?;
                 (process, Transport::RuntimeApi(api))
             }
         };
+        sandbox.initialized();
+        // Idle until the pool hands it work (provisioned instances may wait long).
+        sandbox.pause();
         Ok(Instance {
             id,
             spec,
+            sandbox,
             process,
             transport,
             init_duration: started.elapsed(),
@@ -139,13 +169,20 @@ impl Instance {
             .unwrap_or_default()
     }
 
-    /// Peak resident memory of the instance's main process, in MB.
+    /// Peak memory of the instance in MB: its cgroup's peak (all its processes and its
+    /// `/tmp`), or the main process's peak RSS without a memory cgroup. Either is one small
+    /// read of a kernel file, fine on an async thread.
     pub fn max_memory_used_mb(&self) -> u64 {
-        self.process.peak_rss_kb().div_ceil(1024)
+        match self.sandbox.peak_memory_bytes() {
+            Some(bytes) => bytes.div_ceil(1024 * 1024),
+            None => self.process.peak_rss_kb().div_ceil(1024),
+        }
     }
 
-    /// Tags the log lines that follow with `request_id` and starts a fresh log tail.
+    /// Tags the log lines that follow with `request_id` and starts a fresh log tail; thaws the
+    /// instance.
     pub fn begin(&self, request_id: &str) {
+        self.sandbox.resume();
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.process.capture().begin(request_id);
@@ -173,10 +210,20 @@ impl Instance {
     pub async fn invoke(&self, invocation: Invocation, timeout: Duration) -> Outcome {
         match &self.transport {
             Transport::RuntimeApi(api) => {
+                self.sandbox.resume();
+                let request_id = invocation.request_id.clone();
                 let outcome = api.invoke(invocation, &self.process, timeout).await;
-                if matches!(outcome, Outcome::Timeout) {
-                    self.process.kill();
-                }
+                let outcome = match outcome {
+                    Outcome::Timeout => {
+                        self.process.kill();
+                        Outcome::Timeout
+                    }
+                    Outcome::Exited(info) if self.sandbox.oom_killed() => {
+                        self.out_of_memory(&request_id, &info)
+                    }
+                    other => other,
+                };
+                self.idle();
                 outcome
             }
             Transport::FastCgi(_) => Outcome::Exited(ExitInfo::new(
@@ -194,10 +241,21 @@ impl Instance {
     ) -> Result<RawResponse, FcgiFailure> {
         match &self.transport {
             Transport::FastCgi(worker) => {
+                self.sandbox.resume();
                 let result = worker.request(params, body, &self.process, timeout).await;
+                let result = match result {
+                    Err(FcgiFailure::Exited(info)) if self.sandbox.oom_killed() => {
+                        Err(FcgiFailure::Exited(ExitInfo::new(format!(
+                            "Runtime.OutOfMemory: the instance ran out of its {} MB ({info})",
+                            self.spec.memory_mb
+                        ))))
+                    }
+                    other => other,
+                };
                 if result.is_err() {
                     self.process.kill();
                 }
+                self.idle();
                 result
             }
             Transport::RuntimeApi(_) => Err(FcgiFailure::NotFastCgi),
@@ -207,6 +265,50 @@ impl Instance {
     pub fn kill(&self) {
         self.process.kill();
     }
+
+    /// Freezes a live instance between invocations: no CPU for it or anything it left behind.
+    fn idle(&self) {
+        if self.is_alive() {
+            self.sandbox.pause();
+        }
+    }
+
+    /// Lambda's answer when the memory limit killed the runtime mid-invocation.
+    fn out_of_memory(&self, request_id: &str, info: &ExitInfo) -> Outcome {
+        let message = format!("RequestId: {request_id} Error: Runtime exited with error: {info}");
+        self.platform_line(request_id, &message);
+        let body = serde_json::json!({
+            "errorType": "Runtime.OutOfMemory",
+            "errorMessage": message,
+        });
+        Outcome::FunctionError {
+            body: Bytes::from(body.to_string()),
+            error_type: "Runtime.OutOfMemory".into(),
+        }
+    }
+}
+
+/// Creates the instance's cgroup and sandbox plan (cgroupfs work: off the async threads).
+async fn prepare_sandbox(spec: &Arc<LaunchSpec>, id: &str) -> Result<InstanceSandbox, StartError> {
+    let sandboxed = spec.sandbox.level() != tusk_sandbox::Level::Off;
+    let (spec, id) = (spec.clone(), id.to_string());
+    let prepare = move || {
+        spec.sandbox.prepare(&InstanceConfig {
+            id: &id,
+            code_dir: &spec.code_dir,
+            runtime_dir: &spec.php_runtime_dir,
+            memory_mb: spec.memory_mb,
+            tmp_mb: spec.ephemeral_mb,
+            network: spec.network,
+        })
+    };
+    if !sandboxed {
+        return Ok(prepare()?);
+    }
+    tokio::task::spawn_blocking(prepare)
+        .await
+        .map_err(|e| StartError::Setup(std::io::Error::other(e.to_string())))?
+        .map_err(StartError::from)
 }
 
 impl Drop for Instance {

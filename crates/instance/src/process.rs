@@ -1,9 +1,9 @@
-//! The OS side of an instance: spawn with a clean environment in its own process group,
-//! capture stdout+stderr line by line, notice the exit, kill the whole tree.
+//! The OS side of an instance: spawn inside its sandbox with a clean environment in its own
+//! process group, capture stdout+stderr line by line, notice the exit, kill the whole tree.
 
+use crate::runtime_api::RuntimeApi;
 use crate::{LaunchSpec, LogSink, StartError};
 use std::fmt;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tusk_manifest::RuntimeKind;
+use tusk_sandbox::{InstanceSandbox, SandboxError};
 use tusk_store::LogStream;
 
 /// The last 4 KB of an invocation's log is what `X-Amz-Log-Type: Tail` returns.
@@ -101,6 +102,7 @@ fn push_tail(tail: &mut String, line: &str) {
 
 pub(crate) struct Process {
     pid: i32,
+    sandbox: Arc<InstanceSandbox>,
     exit: watch::Receiver<Option<ExitInfo>>,
     capture: Arc<Capture>,
     log_fd: RawFd,
@@ -129,13 +131,16 @@ impl Process {
         }
     }
 
-    /// Kills the instance's whole process group: background children die with it.
+    /// Kills the instance's whole tree: its process group, and everything in its cgroup
+    /// (frozen processes included). In a PID namespace the main process is its init, and the
+    /// kernel kills the rest when it dies.
     pub(crate) fn kill(&self) {
         // SAFETY: kill(2) with a negative pid signals the process group we created with
         // process_group(0); it touches no memory. A stale group id is harmless (ESRCH).
         unsafe {
             libc::kill(-self.pid, libc::SIGKILL);
         }
+        self.sandbox.kill_all();
     }
 
     /// Peak RSS of the main process (VmHWM), in KB; 0 when it is gone. procfs reads are served
@@ -164,6 +169,13 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// A process nobody holds any more (e.g. a start that failed half-way) must not linger.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn pending_bytes(fd: RawFd) -> i32 {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer, which points at a live local.
@@ -187,11 +199,11 @@ pub(crate) fn base_env(spec: &LaunchSpec) -> Vec<(String, String)> {
         ("HOME".into(), "/tmp".into()),
         (
             "LAMBDA_TASK_ROOT".into(),
-            spec.code_dir.display().to_string(),
+            spec.task_root().display().to_string(),
         ),
         (
             "LAMBDA_RUNTIME_DIR".into(),
-            spec.php_runtime_dir.display().to_string(),
+            spec.runtime_root().display().to_string(),
         ),
         ("_HANDLER".into(), spec.handler.clone()),
         (
@@ -215,31 +227,75 @@ pub(crate) fn base_env(spec: &LaunchSpec) -> Vec<(String, String)> {
     env
 }
 
-/// Starts a Runtime API client: Tusk's PHP runtime, or the package's `bootstrap`.
-pub(crate) fn spawn_runtime(
-    spec: &LaunchSpec,
-    api: SocketAddr,
+/// Lambda's per-execution-environment variables: the log stream names the instance, which
+/// is the way to tell instances apart (inside a PID namespace every runtime is PID 1).
+pub(crate) fn instance_env(spec: &LaunchSpec, id: &str) -> [(String, String); 2] {
+    let today = time::OffsetDateTime::now_utc();
+    [
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+            format!("/aws/lambda/{}", spec.function_name),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME".into(),
+            format!(
+                "{:04}/{:02}/{:02}/[{}]{id}",
+                today.year(),
+                u8::from(today.month()),
+                today.day(),
+                spec.version
+            ),
+        ),
+    ]
+}
+
+/// Starts a Runtime API client (Tusk's PHP runtime, or the package's `bootstrap`) and its
+/// Runtime API listener, bound inside the instance's network namespace.
+pub(crate) async fn spawn_runtime(
+    spec: &Arc<LaunchSpec>,
+    id: &str,
     sink: Arc<dyn LogSink>,
-) -> Result<Process, StartError> {
-    let mut cmd;
-    match spec.kind {
-        RuntimeKind::Provided => {
-            cmd = tokio::process::Command::new(spec.code_dir.join("bootstrap"));
-        }
-        _ => {
-            cmd = tokio::process::Command::new(&spec.php_cli);
+    sandbox: Arc<InstanceSandbox>,
+) -> Result<(RuntimeApi, Process), StartError> {
+    let program = match spec.kind {
+        RuntimeKind::Provided => spec.task_root().join("bootstrap"),
+        _ => spec.php_cli.clone(),
+    };
+    let bind = || {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    };
+    let for_build = spec.clone();
+    let path = program.clone();
+    let id = id.to_string();
+    let build = move |api: &std::net::TcpListener| {
+        let spec = for_build;
+        let mut cmd = tokio::process::Command::new(&path);
+        if spec.kind != RuntimeKind::Provided {
             cmd.args(php_cli_flags());
-            cmd.arg(spec.php_runtime_dir.join("bootstrap.php"));
+            cmd.arg(spec.runtime_root().join("bootstrap.php"));
         }
-    }
-    cmd.env_clear()
-        .envs(base_env(spec))
-        .env("AWS_LAMBDA_RUNTIME_API", api.to_string());
-    if spec.kind == RuntimeKind::PhpConsole {
-        cmd.env("TUSK_RUNTIME_MODE", "console");
-    }
-    cmd.current_dir(&spec.code_dir).stdin(Stdio::null());
-    spawn(cmd, spec, sink)
+        cmd.env_clear()
+            .envs(base_env(&spec))
+            .envs(instance_env(&spec, &id))
+            .env("AWS_LAMBDA_RUNTIME_API", api.local_addr()?.to_string());
+        if spec.kind == RuntimeKind::PhpConsole {
+            cmd.env("TUSK_RUNTIME_MODE", "console");
+        }
+        cmd.current_dir(&spec.code_dir).stdin(Stdio::null());
+        Ok(cmd)
+    };
+    let (listener, process) = spawn(spec, sink, sandbox.clone(), &program, bind, build).await?;
+    // On the host's network, other instances could reach this listener too: only the
+    // instance's own uid may talk to it. A private network namespace needs no check.
+    let owner = if sandbox.private_network() {
+        None
+    } else {
+        sandbox.uid()
+    };
+    let api = RuntimeApi::from_listener(listener, owner)?;
+    Ok((api, process))
 }
 
 /// `-d` flags for the PHP CLI runtime (runtime/php/bootstrap.php documents them): errors to
@@ -263,26 +319,41 @@ fn php_cli_flags() -> Vec<&'static str> {
     .collect()
 }
 
-/// Spawns `cmd` in its own process group with stdout and stderr on one log pipe.
-pub(crate) fn spawn(
-    mut cmd: tokio::process::Command,
+/// Spawns the command `build` makes inside the instance's sandbox, in its own process group
+/// with stdout and stderr on one log pipe. `setup` runs first, in the instance's network
+/// namespace; its result is handed to `build` and returned.
+pub(crate) async fn spawn<T, S, B>(
     spec: &LaunchSpec,
     sink: Arc<dyn LogSink>,
-) -> Result<Process, StartError> {
+    sandbox: Arc<InstanceSandbox>,
+    program: &std::path::Path,
+    setup: S,
+    build: B,
+) -> Result<(T, Process), StartError>
+where
+    T: Send + 'static,
+    S: FnOnce() -> std::io::Result<T> + Send + 'static,
+    B: FnOnce(&T) -> std::io::Result<tokio::process::Command> + Send + 'static,
+{
     let (reader, writer) = std::io::pipe().map_err(StartError::Setup)?;
     let writer2 = writer.try_clone().map_err(StartError::Setup)?;
-    cmd.stdout(Stdio::from(OwnedFd::from(writer)))
-        .stderr(Stdio::from(OwnedFd::from(writer2)))
-        .process_group(0)
-        .kill_on_drop(true);
-    let program = format!("{:?}", cmd.as_std().get_program());
-    let mut child = cmd.spawn().map_err(|source| StartError::Spawn {
-        program: program.trim_matches('"').to_string(),
-        source,
+    let build = move |t: &T| {
+        let mut cmd = build(t)?;
+        cmd.stdout(Stdio::from(OwnedFd::from(writer)))
+            .stderr(Stdio::from(OwnedFd::from(writer2)))
+            .process_group(0)
+            .kill_on_drop(true);
+        // The command (and our copies of the write ends) is dropped right after the spawn,
+        // so EOF arrives when the instance's processes are all gone.
+        Ok(cmd)
+    };
+    let (value, mut child) = sandbox.spawn(setup, build).await.map_err(|e| match e {
+        SandboxError::Exec(source) => StartError::Spawn {
+            program: program.display().to_string(),
+            source,
+        },
+        other => StartError::Sandbox(other),
     })?;
-    // Our copies of the write ends were moved into `cmd`; drop it so EOF arrives when the
-    // instance's processes are all gone.
-    drop(cmd);
     let pid = child.id().map(|p| p as i32).unwrap_or(0);
     let reader = OwnedFd::from(reader);
     let log_fd = reader.as_raw_fd();
@@ -298,6 +369,7 @@ pub(crate) fn spawn(
     tokio::spawn(read_lines(pipe, capture.clone(), reader_busy.clone()));
 
     let (exit_tx, exit_rx) = watch::channel(None);
+    let watched = sandbox.clone();
     tokio::spawn(async move {
         let info = match child.wait().await {
             Ok(status) => match (
@@ -315,15 +387,25 @@ pub(crate) fn spawn(
         unsafe {
             libc::kill(-pid, libc::SIGKILL);
         }
+        watched.kill_all();
+        let info = if watched.oom_killed() {
+            format!("{info} (out of memory)")
+        } else {
+            info
+        };
         let _ = exit_tx.send(Some(ExitInfo(info)));
     });
-    Ok(Process {
-        pid,
-        exit: exit_rx,
-        capture,
-        log_fd,
-        reader_busy,
-    })
+    Ok((
+        value,
+        Process {
+            pid,
+            sandbox,
+            exit: exit_rx,
+            capture,
+            log_fd,
+            reader_busy,
+        },
+    ))
 }
 
 fn signal_name(sig: i32) -> &'static str {

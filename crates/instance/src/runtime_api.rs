@@ -1,7 +1,9 @@
 //! The Lambda Runtime API (`/2018-06-01/runtime/...`), one small HTTP server per instance.
 //!
 //! One listener per instance keeps identity trivial (the address *is* the instance) and lets a
-//! sandboxed instance reach exactly one endpoint.
+//! sandboxed instance reach exactly one endpoint. The listener is bound inside the instance's
+//! network namespace; on the host's network it only accepts connections from the instance's
+//! own uid, so no instance can take (or answer) another's events.
 
 use crate::process::Process;
 use crate::{ExitInfo, StartError, INIT_TIMEOUT};
@@ -66,7 +68,6 @@ struct Shared {
 }
 
 pub(crate) struct RuntimeApi {
-    addr: SocketAddr,
     next_tx: mpsc::Sender<Pending>,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
@@ -79,10 +80,13 @@ impl Drop for RuntimeApi {
 }
 
 impl RuntimeApi {
-    pub(crate) async fn bind() -> Result<RuntimeApi, StartError> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(StartError::Setup)?;
+    /// Serves the Runtime API on `listener` (non-blocking, already bound). With `owner`, only
+    /// connections from sockets of that uid are served.
+    pub(crate) fn from_listener(
+        listener: std::net::TcpListener,
+        owner: Option<u32>,
+    ) -> Result<RuntimeApi, StartError> {
+        let listener = TcpListener::from_std(listener).map_err(StartError::Setup)?;
         let addr = listener.local_addr().map_err(StartError::Setup)?;
         let (next_tx, next_rx) = mpsc::channel(1);
         let (phase, _) = watch::channel(Phase::Starting);
@@ -91,17 +95,12 @@ impl RuntimeApi {
             current: Mutex::new(None),
             phase,
         });
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let server = tokio::spawn(serve(listener, addr, owner, shared.clone()));
         Ok(RuntimeApi {
-            addr,
             next_tx,
             shared,
             server,
         })
-    }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Waits for the runtime's first `next` call: the end of its init phase.
@@ -193,11 +192,22 @@ impl RuntimeApi {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+async fn serve(listener: TcpListener, addr: SocketAddr, owner: Option<u32>, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
+        if let Some(owner) = owner {
+            // One sock_diag netlink round trip, answered from kernel memory (no I/O wait);
+            // runtimes keep their connection, so this runs about once per instance.
+            match tusk_sandbox::tcp_peer_uid(addr, peer) {
+                Ok(uid) if uid == owner => {}
+                other => {
+                    tracing::warn!(%peer, result = ?other, "refused a Runtime API connection from outside the instance");
+                    continue;
+                }
+            }
+        }
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -6,7 +6,7 @@ use crate::events;
 use crate::locate::{PathDisplay, Seg};
 use crate::runtime::{self, DetectError};
 use crate::vars::{key_str, scalar_to_string, Resolver};
-use crate::{Destinations, EventSpec, FunctionSpec, LoadOptions, QueueSpec, ServiceSpec};
+use crate::{Destinations, EventSpec, FunctionSpec, LoadOptions, Network, QueueSpec, ServiceSpec};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -437,7 +437,7 @@ impl Builder<'_> {
             match key.as_str() {
                 "handler" | "runtime" | "layers" | "memorySize" | "timeout" | "environment" | "events" | "reservedConcurrency"
                 | "provisionedConcurrency" | "ephemeralStorageSize" | "image" | "maximumRetryAttempts"
-                | "maximumEventAge" | "destinations" => {}
+                | "maximumEventAge" | "destinations" | "network" => {}
                 k if QUIET_FUNCTION.contains(&k) => {}
                 "name" => self.warn(&kp, format!("`name` is ignored: Tusk names the function <service>-<stage>-{name}")),
                 k => self.warn(&kp, format!("function `{name}`: `{k}` is AWS-specific and has no effect in Tusk; ignored")),
@@ -531,6 +531,17 @@ impl Builder<'_> {
         let maximum_retry_attempts = self.number(&child(&p, "maximumRetryAttempts"), 0, 2, "")?;
         let maximum_event_age = self.number(&child(&p, "maximumEventAge"), 60, 21600, "seconds")?;
         let destinations = self.destinations(&child(&p, "destinations"))?;
+        let network_path = child(&p, "network");
+        let network = match self.string(&network_path)?.as_deref() {
+            None | Some("default") => Network::Default,
+            Some("none") => Network::None,
+            Some(other) => {
+                return Err(Diag::new(
+                    &network_path,
+                    format!("function `{name}`: `network: {other}` is not supported; use `network: none` (no network besides the Runtime API) or leave it out"),
+                ))
+            }
+        };
 
         Ok(FunctionSpec {
             name: name.to_string(),
@@ -548,6 +559,7 @@ impl Builder<'_> {
             maximum_retry_attempts,
             maximum_event_age,
             destinations,
+            network,
         })
     }
 

@@ -303,6 +303,9 @@ fn schedule(value: &Value, path: &[Seg], warnings: &mut Vec<Diag>) -> Result<Vec
         if !shaped {
             return Err(Diag::new(&p, format!("schedule `{expression}`: {usage}")));
         }
+        if let Err(e) = expression.parse::<tusk_schedule::Schedule>() {
+            return Err(Diag::new(&p, e.to_string()));
+        }
         events.push(EventSpec::Schedule {
             expression,
             input: input.clone(),

@@ -64,6 +64,20 @@ pub struct FunctionSpec {
     /// Where async invocation records go.
     #[serde(default)]
     pub destinations: Destinations,
+    /// `network: none` (a Tusk extension): no network in the instance but its Runtime API.
+    #[serde(default)]
+    pub network: Network,
+}
+
+/// A function's network access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The node's network, as on Lambda.
+    #[default]
+    Default,
+    /// Nothing but loopback (where the Runtime API is).
+    None,
 }
 
 /// `destinations: {onSuccess, onFailure}`: a function name or ARN, or an SQS queue ARN naming a

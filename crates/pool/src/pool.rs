@@ -28,6 +28,7 @@ pub struct FunctionPool {
     metrics: Arc<FunctionMetrics>,
     limits: PoolLimits,
     provisioned: usize,
+    max: usize,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     idle: Mutex<Vec<Instance>>,
@@ -112,6 +113,7 @@ impl FunctionPool {
             metrics,
             limits,
             provisioned: (provisioned as usize).min(max),
+            max,
             permits: Arc::new(Semaphore::new(max)),
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -130,6 +132,11 @@ impl FunctionPool {
 
     pub fn metrics(&self) -> &Arc<FunctionMetrics> {
         &self.metrics
+    }
+
+    /// Most instances this pool runs at once.
+    pub fn max_concurrency(&self) -> usize {
+        self.max
     }
 
     /// (idle, busy) instance counts.

@@ -219,6 +219,7 @@ mod tests {
                 maximum_retry_attempts: None,
                 maximum_event_age: None,
                 destinations: Default::default(),
+                network: Default::default(),
             }],
             queues: vec![],
         }

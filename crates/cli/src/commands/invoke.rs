@@ -28,17 +28,38 @@ pub struct Args {
     /// Version or alias to invoke.
     #[arg(long, short, value_name = "QUALIFIER")]
     pub qualifier: Option<String>,
-    // An `--async` flag (X-Amz-Invocation-Type: Event) is planned; the client already sets the
-    // invocation type explicitly so it slots in here.
+    /// Queue the event and return once it is durably stored (X-Amz-Invocation-Type: Event);
+    /// failures are retried by the node and reported to the function's destinations.
+    #[arg(long = "async", conflicts_with = "log")]
+    pub async_: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> Result<ExitCode> {
     // Validate the event before anything else: a typo should not cost a round trip.
     let payload = payload(&args)?;
     let client = global.client()?;
-    let response = client.invoke(&args.name, args.qualifier.as_deref(), &payload, args.log)?;
+    let invocation_type = if args.async_ {
+        "Event"
+    } else {
+        "RequestResponse"
+    };
+    let response = client.invoke(
+        &args.name,
+        args.qualifier.as_deref(),
+        &payload,
+        args.log,
+        invocation_type,
+    )?;
     if response.status >= 400 {
         return Err(api_error(&response));
+    }
+    if args.async_ {
+        println!(
+            "queued: request {} (see `tusk logs {}` and `tusk events`)",
+            response.request_id.as_deref().unwrap_or("?"),
+            args.name
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     if args.log {
         if let Some(encoded) = &response.log_result {
@@ -139,6 +160,7 @@ mod tests {
             path: None,
             log: false,
             qualifier: None,
+            async_: false,
         }
     }
 
@@ -157,6 +179,7 @@ mod tests {
             function_error: None,
             log_result: None,
             error_type: Some("ResourceNotFoundException".into()),
+            request_id: None,
             body: br#"{"Type":"User","Message":"Function not found: arn:x"}"#.to_vec(),
         };
         assert_eq!(

@@ -2,10 +2,13 @@
 
 pub mod deploy;
 pub mod dev;
+pub mod doctor;
+pub mod events;
 pub mod info;
 pub mod invoke;
 pub mod logs;
 pub mod ls;
+pub mod queue;
 pub mod remove;
 pub mod serve;
 

@@ -46,25 +46,39 @@ pub struct Args {
     /// Hours function log lines are kept.
     #[arg(long, default_value_t = 168, value_name = "HOURS")]
     pub log_retention_hours: u64,
+    /// Milliseconds before the first retry of a failed async invocation (the second waits
+    /// twice as long). Lambda waits about a minute.
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub async_retry_delay_ms: u64,
+    /// Instance isolation: `auto` (full where the host allows it, else degraded with a loud
+    /// warning), `full` (refuse to start without it) or `off` (no isolation; benchmarks only).
+    /// `tusk doctor` shows what this host allows.
+    #[arg(
+        long,
+        env = "TUSK_SANDBOX",
+        default_value = "auto",
+        value_name = "auto|full|off"
+    )]
+    pub sandbox: tusk_sandbox::Mode,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     init_tracing();
-    let config = tusk_gateway::NodeConfig {
-        listen: resolve_listen(&args.listen)?,
-        data_dir: args.data_dir,
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        // From the environment only: a token on the command line would show up in `ps`.
-        admin_token: std::env::var("TUSK_ADMIN_TOKEN")
-            .ok()
-            .map(|token| token.trim().to_string())
-            .filter(|token| !token.is_empty()),
-        access_key_id: args.access_key_id,
-        max_instances_per_function: args.max_instances,
-        queue_limit: args.queue_limit,
-        queue_wait: Duration::from_millis(args.queue_wait_ms),
-        log_retention: Duration::from_secs(args.log_retention_hours * 3600),
-    };
+    // Start from the node's defaults so settings without a flag keep them.
+    let mut config = tusk_gateway::NodeConfig::new(resolve_listen(&args.listen)?, args.data_dir);
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    // From the environment only: a token on the command line would show up in `ps`.
+    config.admin_token = std::env::var("TUSK_ADMIN_TOKEN")
+        .ok()
+        .map(|token| token.trim().to_string())
+        .filter(|token| !token.is_empty());
+    config.access_key_id = args.access_key_id;
+    config.max_instances_per_function = args.max_instances;
+    config.queue_limit = args.queue_limit;
+    config.queue_wait = Duration::from_millis(args.queue_wait_ms);
+    config.log_retention = Duration::from_secs(args.log_retention_hours * 3600);
+    config.sandbox = args.sandbox;
+    config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

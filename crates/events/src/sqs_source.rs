@@ -1,0 +1,123 @@
+//! `sqs` events: poll a Tusk queue, hand batches to the function, delete what it handled.
+//! Failed messages become visible again after the queue's visibility timeout; past
+//! `maxReceiveCount` deliveries the store moves them to the dead-letter queue.
+
+use crate::records::sqs_record;
+use crate::store::{Message, Op};
+use crate::{Events, SqsMapping};
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tusk_pool::AcquireError;
+
+pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMapping) {
+    let idle = Duration::from_millis(200);
+    loop {
+        let visibility_ms = match events.store.queue(&mapping.queue).await {
+            Ok(Some(q)) => u64::from(q.visibility_timeout_s) * 1000,
+            Ok(None) => {
+                tracing::warn!(function, queue = %mapping.queue, "queue of an sqs event does not exist; waiting for it");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        let batch = collect(&events, &mapping, visibility_ms).await;
+        if batch.is_empty() {
+            let _ = tokio::time::timeout(idle, events.wake.notified()).await;
+            continue;
+        }
+        handle(&events, &function, &mapping, batch).await;
+    }
+}
+
+async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> Vec<Message> {
+    let max = mapping.batch_size.max(1) as usize;
+    let mut batch = match events
+        .store
+        .receive(&mapping.queue, max.min(10_000), visibility_ms)
+        .await
+    {
+        Ok(m) => m,
+        Err(_) => return vec![],
+    };
+    // maximumBatchingWindow: wait for a fuller batch, but not past the window.
+    let deadline = Instant::now() + mapping.batching_window;
+    while !batch.is_empty() && batch.len() < max && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50).min(mapping.batching_window)).await;
+        if let Ok(more) = events
+            .store
+            .receive(&mapping.queue, max - batch.len(), visibility_ms)
+            .await
+        {
+            batch.extend(more);
+        }
+    }
+    batch
+}
+
+async fn handle(events: &Events, function: &str, mapping: &SqsMapping, batch: Vec<Message>) {
+    let Some(pool) = events.dispatcher.get(function) else {
+        return;
+    };
+    let region = &events.settings.region;
+    let records: Vec<serde_json::Value> = batch.iter().map(|m| sqs_record(region, m)).collect();
+    let event = serde_json::json!({ "Records": records });
+    events.counters.sqs_batches.fetch_add(1, Ordering::Relaxed);
+    let failed: HashSet<String> = match pool.invoke(Bytes::from(event.to_string()), None).await {
+        Err(AcquireError::Throttled) => {
+            // Give the messages back right away; the function is busy, not failing.
+            for m in &batch {
+                let _ = events
+                    .store
+                    .run(Op::Retry {
+                        queue: m.queue.clone(),
+                        receipt: m.receipt.clone(),
+                        delay_ms: 500,
+                        error: None,
+                        attributes: None,
+                    })
+                    .await;
+            }
+            return;
+        }
+        Err(AcquireError::Start(_)) => return,
+        Ok(result) => match result.result {
+            // The whole batch failed: leave it to reappear after the visibility timeout.
+            Err(_) => return,
+            Ok(response) if mapping.report_batch_item_failures => failed_items(&response, &batch),
+            Ok(_) => HashSet::new(),
+        },
+    };
+    for m in batch.iter().filter(|m| !failed.contains(&m.id)) {
+        let _ = events.store.delete(&m.queue, &m.receipt).await;
+    }
+}
+
+/// `{"batchItemFailures": [{"itemIdentifier": id}]}`; an unreadable answer fails the batch, as
+/// Lambda does.
+fn failed_items(response: &[u8], batch: &[Message]) -> HashSet<String> {
+    let all = || batch.iter().map(|m| m.id.clone()).collect();
+    let value: serde_json::Value = match serde_json::from_slice(response) {
+        Ok(v) => v,
+        Err(_) => return all(),
+    };
+    match value.get("batchItemFailures") {
+        None | Some(serde_json::Value::Null) => HashSet::new(),
+        Some(serde_json::Value::Array(items)) => {
+            let mut out = HashSet::new();
+            for item in items {
+                match item.get("itemIdentifier").and_then(|i| i.as_str()) {
+                    Some(id) if batch.iter().any(|m| m.id == id) => {
+                        out.insert(id.to_string());
+                    }
+                    _ => return all(),
+                }
+            }
+            out
+        }
+        Some(_) => all(),
+    }
+}

@@ -1,0 +1,133 @@
+//! Turns a deployed function's `events`, `destinations` and async settings into the events
+//! engine's configuration, checking every reference at deploy time.
+
+use crate::control::function_arn;
+use crate::GatewayError;
+use std::time::Duration;
+use tusk_events::{Destination, FunctionEvents, ScheduleSpec, SqsMapping};
+use tusk_manifest::{EventSpec, FunctionSpec, ServiceSpec};
+
+/// Lambda's defaults for async invocations.
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_MAX_AGE: u32 = 21600;
+
+/// The queue an `arn:aws:sqs:REGION:ACCOUNT:NAME` names.
+pub fn queue_from_arn(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:aws:sqs:")?;
+    let name = rest.rsplit(':').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Resolves a destination: a function of this service (short name), a deployed function (full
+/// name or Lambda ARN), or a Tusk queue (SQS ARN).
+fn destination(
+    spec: &ServiceSpec,
+    raw: &str,
+    known_function: &dyn Fn(&str) -> bool,
+    known_queue: &dyn Fn(&str) -> bool,
+    function: &str,
+) -> Result<Destination, GatewayError> {
+    if let Some(queue) = queue_from_arn(raw) {
+        if known_queue(queue) {
+            return Ok(Destination::Queue(queue.to_string()));
+        }
+        return Err(GatewayError::BadRequest(format!(
+            "function {function}: destination queue `{queue}` does not exist; create it with `tusk queue create {queue}` or declare it as a queue construct"
+        )));
+    }
+    let name = raw
+        .strip_prefix("arn:aws:lambda:")
+        .and_then(|r| r.split(":function:").nth(1))
+        .map(|n| n.split(':').next().unwrap_or(n))
+        .unwrap_or(raw);
+    if let Some(f) = spec.functions.iter().find(|f| f.name == name) {
+        return Ok(Destination::Function(spec.function_name(f)));
+    }
+    let own = spec.functions.iter().any(|f| spec.function_name(f) == name);
+    if own || known_function(name) {
+        return Ok(Destination::Function(name.to_string()));
+    }
+    Err(GatewayError::BadRequest(format!(
+        "function {function}: unknown destination `{raw}`; use a function of this service, a deployed function's name or ARN, or arn:aws:sqs:REGION:ACCOUNT:QUEUE for a Tusk queue"
+    )))
+}
+
+pub fn build(
+    spec: &ServiceSpec,
+    f: &FunctionSpec,
+    known_function: &dyn Fn(&str) -> bool,
+    known_queue: &dyn Fn(&str) -> bool,
+) -> Result<FunctionEvents, GatewayError> {
+    let name = spec.function_name(f);
+    let dest = |raw: &Option<String>| -> Result<Option<Destination>, GatewayError> {
+        raw.as_deref()
+            .map(|r| destination(spec, r, known_function, known_queue, &name))
+            .transpose()
+    };
+    let mut schedules = Vec::new();
+    let mut sqs = Vec::new();
+    for (i, event) in f.events.iter().enumerate() {
+        match event {
+            EventSpec::Schedule {
+                expression,
+                input,
+                enabled,
+            } => {
+                if !enabled {
+                    continue;
+                }
+                let schedule = expression
+                    .parse()
+                    .map_err(|e: tusk_schedule::ScheduleError| {
+                        GatewayError::BadRequest(format!("function {name}: {e}"))
+                    })?;
+                schedules.push(ScheduleSpec {
+                    key: format!("{name}#{i}#{expression}"),
+                    rule: format!("{name}-schedule-{i}"),
+                    schedule,
+                    input: input.clone(),
+                });
+            }
+            EventSpec::Sqs {
+                arn,
+                batch_size,
+                maximum_batching_window,
+                function_response_type,
+            } => {
+                let queue = queue_from_arn(arn).ok_or_else(|| {
+                    GatewayError::BadRequest(format!(
+                        "function {name}: sqs event `{arn}` is not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)"
+                    ))
+                })?;
+                if !known_queue(queue) {
+                    return Err(GatewayError::BadRequest(format!(
+                        "function {name}: queue `{queue}` does not exist; create it with `tusk queue create {queue}` or declare it as a queue construct"
+                    )));
+                }
+                sqs.push(SqsMapping {
+                    queue: queue.to_string(),
+                    batch_size: *batch_size,
+                    batching_window: Duration::from_secs(u64::from(*maximum_batching_window)),
+                    report_batch_item_failures: function_response_type.as_deref()
+                        == Some("ReportBatchItemFailures"),
+                });
+            }
+            _ => {}
+        }
+    }
+    let on_success = dest(&f.destinations.on_success)?;
+    let on_failure = dest(&f.destinations.on_failure)?;
+    Ok(FunctionEvents {
+        function_arn: function_arn(&spec.region, &name),
+        function: name,
+        max_retries: f.maximum_retry_attempts.unwrap_or(DEFAULT_RETRIES),
+        max_event_age: Duration::from_secs(u64::from(
+            f.maximum_event_age.unwrap_or(DEFAULT_MAX_AGE),
+        )),
+        timeout: Duration::from_secs(u64::from(f.timeout)),
+        on_success,
+        on_failure,
+        schedules,
+        sqs,
+    })
+}
