@@ -110,14 +110,17 @@ fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_
 
 /// Runs the node until Ctrl-C / SIGTERM.
 pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
-    let data_dir = config.data_dir.clone();
     for sub in ["packages", "code", "run"] {
-        tokio::fs::create_dir_all(data_dir.join(sub))
+        tokio::fs::create_dir_all(config.data_dir.join(sub))
             .await
             .map_err(startup(
                 "cannot create the data directory (check --data-dir and its permissions)",
             ))?;
     }
+    // Instances start in their own working directory: every path handed to them is absolute.
+    let data_dir = tokio::fs::canonicalize(&config.data_dir)
+        .await
+        .map_err(startup("cannot resolve the data directory"))?;
     let token = admin::load_or_create_token(&data_dir, config.admin_token.clone())
         .await
         .map_err(startup("cannot prepare the admin token"))?;
