@@ -289,12 +289,7 @@ pub(crate) async fn spawn_runtime(
     let (listener, process) = spawn(spec, sink, sandbox.clone(), &program, bind, build).await?;
     // On the host's network, other instances could reach this listener too: only the
     // instance's own uid may talk to it. A private network namespace needs no check.
-    let owner = if sandbox.private_network() {
-        None
-    } else {
-        sandbox.uid()
-    };
-    let api = RuntimeApi::from_listener(listener, owner)?;
+    let api = RuntimeApi::from_listener(listener, sandbox.runtime_api_owner())?;
     Ok((api, process))
 }
 

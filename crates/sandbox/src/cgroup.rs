@@ -558,12 +558,23 @@ impl InstanceCgroup {
         Ok(())
     }
 
-    /// `cgroup.procs` of every hierarchy, opened for the child to write `0` (itself) into.
+    /// The file of every hierarchy the child writes `0` (itself) into to join.
+    ///
+    /// v1: `tasks`. Moving a whole thread group (`cgroup.procs`) takes the global
+    /// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period (~10 ms on
+    /// this VM, on every cold start); the kernel skips that lock when a single thread moves
+    /// itself, and the freshly forked child has exactly one thread. v2 has no such file
+    /// outside threaded subtrees, so it pays the grace period (clone3's CLONE_INTO_CGROUP
+    /// would avoid it).
     pub(crate) fn join_fds(&self) -> io::Result<Vec<OwnedFd>> {
+        let file = match self.version {
+            CgroupVersion::V1 => "tasks",
+            CgroupVersion::V2 => "cgroup.procs",
+        };
         self.dirs
             .iter()
             .map(|(_, d)| {
-                let p = d.join("cgroup.procs");
+                let p = d.join(file);
                 fs::OpenOptions::new()
                     .write(true)
                     .open(&p)

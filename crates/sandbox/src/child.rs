@@ -24,7 +24,8 @@ pub(crate) struct Rlimit {
 
 #[derive(Debug, Default)]
 pub(crate) struct ChildPlan {
-    /// `cgroup.procs` files to write `0` (this process) into.
+    /// Cgroup membership files (`tasks` on v1, `cgroup.procs` on v2) to write `0` (this
+    /// process, single-threaded after fork) into.
     pub cgroup_procs: Vec<OwnedFd>,
     /// Namespaces to unshare (mount, IPC, UTS, cgroup); the PID and network namespaces are
     /// entered by the spawning thread, see `spawn.rs`.

@@ -193,6 +193,8 @@ pub struct Sandbox {
     freeze_after: Option<Duration>,
     /// Degraded mode: RLIMIT_NPROC for the shared uid (its current tasks + headroom).
     nproc: Option<u64>,
+    /// The kernel answers sock_diag queries (Runtime API listeners can check their peer).
+    peer_check: bool,
 }
 
 impl fmt::Debug for Sandbox {
@@ -338,7 +340,9 @@ impl Sandbox {
         let cgroups = NodeCgroups::setup(&layout, &format!("tusk-{}", std::process::id()));
 
         let host_fs = fs::HostFs::detect(&options.extra_readonly);
-        let stage = options.state_dir.join("sandbox-root");
+        // Absolute: the child changes directories before it mounts anything.
+        let stage = std::path::absolute(options.state_dir.join("sandbox-root"))
+            .map_err(SandboxError::Setup)?;
         let mut sandbox = Sandbox {
             report: Report {
                 mode,
@@ -353,6 +357,7 @@ impl Sandbox {
             stage,
             freeze_after: options.freeze_after,
             nproc: None,
+            peer_check: false,
         };
         let (cg_ok, cg_detail) = match &cgroups {
             Ok(node) => (
@@ -457,6 +462,21 @@ impl Sandbox {
                 },
             });
         }
+        sandbox.peer_check = peer_check_works();
+        if sandbox.ids && !sandbox.peer_check {
+            missing.push("runtime API guard (sock_diag)".to_string());
+        }
+        checks.push(Check {
+            name: "runtime API guard",
+            active: sandbox.peer_check || !sandbox.ids,
+            detail: if !sandbox.ids {
+                "not needed: instances share Tusk's uid anyway".into()
+            } else if sandbox.peer_check {
+                "a Runtime API listener only serves its own instance's uid (sock_diag)".into()
+            } else {
+                "sock_diag unavailable: on the host network any instance can reach any Runtime API (use `network: none`)".into()
+            },
+        });
         let degraded = !missing.is_empty();
         if degraded {
             sandbox.nproc = Some(tasks_of(euid) + 512);
@@ -517,6 +537,7 @@ impl Sandbox {
             stage: PathBuf::new(),
             freeze_after: None,
             nproc: None,
+            peer_check: false,
         }
     }
 
@@ -580,8 +601,10 @@ impl Sandbox {
                     &self.host_fs,
                     &self.stage,
                     &fs::RootSpec {
-                        code_dir: cfg.code_dir,
-                        runtime_dir: cfg.runtime_dir,
+                        code_dir: &std::path::absolute(cfg.code_dir)
+                            .map_err(SandboxError::Setup)?,
+                        runtime_dir: &std::path::absolute(cfg.runtime_dir)
+                            .map_err(SandboxError::Setup)?,
                         tmp_mb: cfg.tmp_mb,
                         uid,
                         gid: uid,
@@ -609,6 +632,7 @@ impl Sandbox {
             namespaces: self.namespaces,
             network: cfg.network,
             uid: self.ids.then_some(uid),
+            peer_check: self.peer_check,
             cgroup,
             limits,
             plan: Mutex::new(Some(plan)),
@@ -688,6 +712,7 @@ impl Sandbox {
             stage: self.stage.clone(),
             freeze_after: None,
             nproc: None,
+            peer_check: false,
         };
         let id = format!("selftest-{}", std::process::id());
         let inst = sandbox
@@ -762,6 +787,7 @@ pub struct InstanceSandbox {
     namespaces: bool,
     network: Network,
     uid: Option<u32>,
+    peer_check: bool,
     cgroup: Option<InstanceCgroup>,
     limits: Limits,
     plan: Mutex<Option<ChildPlan>>,
@@ -788,6 +814,15 @@ impl InstanceSandbox {
     /// True when the instance's network is its own namespace (only it can reach its sockets).
     pub fn private_network(&self) -> bool {
         self.namespaces && self.network == Network::None
+    }
+
+    /// The only uid the instance's Runtime API listener should serve, when it has to check:
+    /// on the host's network, with a uid of its own, where the kernel can tell.
+    pub fn runtime_api_owner(&self) -> Option<u32> {
+        if self.private_network() || !self.peer_check {
+            return None;
+        }
+        self.uid
     }
 
     fn take_plan(&self) -> Result<ChildPlan, SandboxError> {
@@ -961,6 +996,19 @@ impl InstanceSandbox {
     pub fn pids(&self) -> Vec<i32> {
         self.cgroup.as_ref().map(|c| c.pids()).unwrap_or_default()
     }
+}
+
+/// Asks sock_diag about a loopback connection of our own.
+fn peer_check_works() -> bool {
+    let probe = || -> io::Result<bool> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let local = listener.local_addr()?;
+        let _client = std::net::TcpStream::connect(local)?;
+        let (_server, peer) = listener.accept()?;
+        // SAFETY: geteuid has no preconditions.
+        Ok(tcp_peer_uid(local, peer)? == unsafe { libc::geteuid() })
+    };
+    probe().unwrap_or(false)
 }
 
 fn set_nonblocking(r: &std::io::PipeReader) {

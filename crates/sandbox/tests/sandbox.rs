@@ -322,15 +322,6 @@ async fn spawn_cost() {
     }
 }
 
-#[tokio::test]
-#[ignore]
-async fn trace_php() {
-    let Some(f) = full() else { return };
-    let inst = instance(f, "trace", 1024, Network::Host);
-    let (_, out) = sh(&inst, "strace -f -r -e trace=!mmap,mprotect,munmap,brk php8.2 -r '' 2>&1 | sort -k2 -n -r | head -15; strace -c php8.2 -r '' 2>&1 | head -20").await;
-    eprintln!("{out}");
-}
-
 /// Freezer cost on the warm path, for an idle runtime blocked in a read (`cargo test --release
 /// -p tusk-sandbox --test sandbox freeze_cost -- --ignored --nocapture`).
 #[tokio::test]
