@@ -15,3 +15,7 @@ export TUSK_BIN="$PWD/target/debug/tusk"
 
 echo "==> end-to-end tests"
 python3 -m pytest -q tests/
+
+echo "==> benchmark smoke run (checks every scenario runs, not how fast)"
+TUSK_WITH_BENCH_TOOLS=1 ./scripts/install-deps.sh
+bench/run --quick --tusk-bin "$TUSK_BIN"

@@ -110,3 +110,30 @@ def test_init_longer_than_ten_seconds_fails(node, tmp_path):
     assert 9 < took < 20
     assert r.headers["X-Amz-Function-Error"] == "Unhandled"
     assert r.json()["errorType"] == "Runtime.InitTimeout"
+
+
+def test_clients_that_go_away_leave_no_trace(fresh_node, tmp_path):
+    """A client disconnecting mid-request or while queued must neither break the instance
+    nor leave a queue slot taken (which would turn later requests into 429s)."""
+    n = fresh_node(extra_args=["--queue-limit", "3"])
+    n.deploy(write_project(tmp_path / "gone", {
+        "serverless.yml": "service: gone\nprovider: {name: aws, runtime: php-82-fpm}\nfunctions:\n  web:\n    handler: index.php\n    reservedConcurrency: 1\n    events: [{httpApi: '*'}]\n",
+        "index.php": "<?php if (($_GET['ms'] ?? 0) > 0) { usleep((int) $_GET['ms'] * 1000); } echo getenv('AWS_LAMBDA_LOG_STREAM_NAME');",
+    }))
+    instance = requests.get(f"{n.url}/").text
+    for _ in range(3):
+        # Each round: one client holds the instance, five more wait and then give up.
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(lambda: requests.get(f"{n.url}/?ms=400", timeout=0.15)) for _ in range(6)]
+            for f in futures:
+                try:
+                    f.result()
+                except requests.RequestException:
+                    pass
+        time.sleep(0.5)
+    # Queue slots came back, and the instance that saw clients vanish mid-request still serves.
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(lambda _: requests.get(f"{n.url}/?ms=50").status_code, range(3)))
+    assert codes == [200, 200, 200]
+    assert requests.get(f"{n.url}/").text == instance
+    assert n.metric("tusk_cold_starts_total", function="gone-dev-web") == 1

@@ -36,6 +36,8 @@ pub struct ControlPlane {
     pub events: Arc<tusk_events::Events>,
     /// Base URL of this node, for the queue URLs functions receive.
     pub base_url: String,
+    /// Where php-cgi workers' Unix sockets live (see [`socket_dir`]).
+    pub socket_dir: PathBuf,
     /// How instances are isolated (set with [`ControlPlane::with_sandbox`]).
     pub sandbox: Arc<tusk_sandbox::Sandbox>,
     /// One deploy at a time keeps version numbers and route checks simple.
@@ -49,6 +51,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| GatewayError::Internal(format!("background task failed: {e}")))?
+}
+
+/// `DATA_DIR/run`, unless that is too long for a Unix socket path (108 bytes with the
+/// 37-byte socket name), then a private directory under the system's temp dir named after the
+/// data dir. Instances never see either: php-cgi gets its socket as a file descriptor.
+pub fn socket_dir(data_dir: &Path) -> PathBuf {
+    let preferred = data_dir.join("run");
+    if preferred.as_os_str().len() + 38 < 100 {
+        return preferred;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    std::env::temp_dir().join(format!("tusk-run-{:016x}", h.finish()))
 }
 
 pub fn function_arn(region: &str, name: &str) -> String {
@@ -72,6 +88,7 @@ impl ControlPlane {
             store,
             dispatcher,
             events,
+            socket_dir: socket_dir(&data_dir),
             base_url,
             routes: RwLock::new(Arc::new(RouteTable::default())),
             services: RwLock::new(Vec::new()),
@@ -202,7 +219,7 @@ impl ControlPlane {
                 .collect(),
             region: record.spec.region.clone(),
             php_runtime_dir: self.php_runtime_dir.clone(),
-            run_dir: self.data_dir.join("run"),
+            run_dir: self.socket_dir.clone(),
             php_cli: cli,
             php_cgi: cgi,
             // Bref's BREF_LOOP_MAX: the runtime exits after that many invocations; the pool

@@ -244,7 +244,11 @@ pub async fn get_function(
 
 /// Invoking a web app with an API Gateway event, as Bref's FPM runtime allows: the event becomes
 /// a FastCGI request and the response comes back in API Gateway's result shape.
-async fn invoke_web(state: &AppState, pool: &tusk_pool::FunctionPool, body: &[u8]) -> Response {
+async fn invoke_web(
+    state: &AppState,
+    pool: &std::sync::Arc<tusk_pool::FunctionPool>,
+    body: &[u8],
+) -> Response {
     let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let req = match crate::apigw::event_request(&event) {
         Ok(r) => r,
@@ -270,7 +274,7 @@ async fn invoke_web(state: &AppState, pool: &tusk_pool::FunctionPool, body: &[u8
             request_id: &request_id,
         },
     );
-    let result = match pool.http(&params, &req.body).await {
+    let result = match pool.http(params, req.body.clone()).await {
         Ok(r) => r,
         Err(AcquireError::Throttled) => return throttled(),
         Err(e) => {

@@ -121,6 +121,16 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let data_dir = tokio::fs::canonicalize(&config.data_dir)
         .await
         .map_err(startup("cannot resolve the data directory"))?;
+    let sockets = control::socket_dir(&data_dir);
+    tokio::fs::create_dir_all(&sockets)
+        .await
+        .map_err(startup("cannot create the directory for worker sockets"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(startup("cannot restrict the directory for worker sockets"))?;
+    }
     let token = admin::load_or_create_token(&data_dir, config.admin_token.clone())
         .await
         .map_err(startup("cannot prepare the admin token"))?;

@@ -107,6 +107,9 @@ impl FcgiWorker {
             return Err(FcgiFailure::Protocol("no connection".into()));
         };
         let result = tokio::select! {
+            // A response that is complete wins over the worker exiting right after it
+            // (max requests reached).
+            biased;
             r = conn.request(params, body) => r.map_err(|e| FcgiFailure::Protocol(e.to_string())),
             info = process.exited() => Err(FcgiFailure::Exited(info)),
             _ = tokio::time::sleep(timeout) => Err(FcgiFailure::Timeout),

@@ -84,8 +84,8 @@ impl Dispatcher {
 mod send_check {
     fn is_send<T: Send>(_: T) {}
     #[allow(dead_code)]
-    fn futures_are_send(p: &crate::FunctionPool) {
+    fn futures_are_send(p: &std::sync::Arc<crate::FunctionPool>) {
         is_send(p.invoke(bytes::Bytes::new(), None));
-        is_send(p.http(&tusk_instance::Params::new(), b""));
+        is_send(p.http(tusk_instance::Params::new(), bytes::Bytes::new()));
     }
 }

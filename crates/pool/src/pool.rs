@@ -63,24 +63,44 @@ pub enum AcquireError {
     Start(#[from] StartError),
 }
 
-struct Lease<'a> {
-    pool: &'a FunctionPool,
+struct Lease {
+    pool: Arc<FunctionPool>,
     instance: Option<Instance>,
     cold: bool,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Lease<'_> {
+impl Lease {
     fn instance(&self) -> Option<&Instance> {
         self.instance.as_ref()
     }
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.take() {
             self.pool.release(instance);
         }
+    }
+}
+
+/// A place in a pool's wait queue, released on drop.
+struct QueueSlot<'a> {
+    waiting: &'a AtomicUsize,
+    /// How many were waiting before this one.
+    position: usize,
+}
+
+impl<'a> QueueSlot<'a> {
+    fn take(waiting: &'a AtomicUsize) -> QueueSlot<'a> {
+        let position = waiting.fetch_add(1, Ordering::AcqRel);
+        QueueSlot { waiting, position }
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -146,12 +166,13 @@ impl FunctionPool {
         (idle, alive.saturating_sub(idle))
     }
 
-    async fn acquire(&self) -> Result<Lease<'_>, AcquireError> {
+    async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.queue_limit {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                // The guard gives the queue slot back even when the caller goes away mid-wait.
+                let slot = QueueSlot::take(&self.waiting);
+                if slot.position >= self.limits.queue_limit {
                     return Err(AcquireError::Throttled);
                 }
                 let waited = tokio::time::timeout(
@@ -159,7 +180,7 @@ impl FunctionPool {
                     self.permits.clone().acquire_owned(),
                 )
                 .await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
                 match waited {
                     Ok(Ok(p)) => p,
                     _ => return Err(AcquireError::Throttled),
@@ -168,7 +189,7 @@ impl FunctionPool {
         };
         if let Some(instance) = self.pop_idle() {
             return Ok(Lease {
-                pool: self,
+                pool: self.clone(),
                 instance: Some(instance),
                 cold: false,
                 _permit: permit,
@@ -176,7 +197,7 @@ impl FunctionPool {
         }
         let instance = self.start_instance().await?;
         Ok(Lease {
-            pool: self,
+            pool: self.clone(),
             instance: Some(instance),
             cold: true,
             _permit: permit,
@@ -269,6 +290,7 @@ impl FunctionPool {
     }
 
     fn init_failure(&self, request_id: &str, e: StartError) -> InvokeResult {
+        tracing::warn!(function = %self.name(), request_id, error = %e, "instance failed to start");
         FunctionMetrics::inc(&self.metrics.invocations);
         FunctionMetrics::inc(&self.metrics.errors);
         let (body, error_type) = match e {
@@ -318,17 +340,18 @@ impl FunctionPool {
         }
     }
 
-    /// Runs one event through a Runtime API instance.
+    /// Runs one event through a Runtime API instance. Waiting for an instance ends when the
+    /// caller goes away; once an instance is leased the invocation runs in its own task, so a
+    /// caller that disconnects never leaves an instance half-way through an event.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         payload: Bytes,
         client_context: Option<String>,
     ) -> Result<InvokeResult, AcquireError> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let timeout = self.spec.timeout;
         // One retry covers an instance that died while idle, before it took the event.
         for attempt in 0..2 {
-            let mut lease = match self.acquire().await {
+            let lease = match self.acquire().await {
                 Ok(l) => l,
                 Err(AcquireError::Throttled) => {
                     FunctionMetrics::inc(&self.metrics.throttles);
@@ -336,53 +359,87 @@ impl FunctionPool {
                 }
                 Err(AcquireError::Start(e)) => return Ok(self.init_failure(&request_id, e)),
             };
-            let Some(instance) = lease.instance() else {
-                continue;
-            };
-            let started = Instant::now();
-            self.begin(instance, &request_id);
-            let invocation = Invocation {
-                request_id: request_id.clone(),
-                payload: payload.clone(),
-                deadline_ms: now_ms() + timeout.as_millis() as u64,
-                function_arn: self.spec.function_arn.clone(),
-                trace_id: trace_id(&request_id),
-                client_context: client_context.clone(),
-            };
-            let outcome = instance.invoke(invocation, timeout).await;
-            if matches!(outcome, Outcome::NotDelivered) && attempt == 0 {
-                if let Some(dead) = lease.instance.take() {
-                    self.release(dead);
-                }
-                continue;
-            }
-            FunctionMetrics::inc(&self.metrics.invocations);
-            let result = match outcome {
-                Outcome::Success(body) => Ok(body),
-                Outcome::FunctionError { body, error_type } => Err((body, error_type)),
-                Outcome::Timeout => Err(self.timed_out(instance, &request_id)),
-                Outcome::Exited(info) => Err(self.exited(instance, &request_id, &info.to_string())),
-                Outcome::NotDelivered => Err(self.exited(
-                    instance,
-                    &request_id,
-                    "the runtime exited before taking the event",
-                )),
-            };
-            if result.is_err() {
-                FunctionMetrics::inc(&self.metrics.errors);
-            }
-            let log_tail = self.end(instance, &request_id, started, lease.cold).await;
-            return Ok(InvokeResult {
-                request_id,
-                result,
-                log_tail,
+            let pool = self.clone();
+            let (id, payload, context) =
+                (request_id.clone(), payload.clone(), client_context.clone());
+            let task = tokio::spawn(async move {
+                pool.run_event(lease, id, payload, context, attempt == 0)
+                    .await
             });
+            match task.await {
+                Ok(Some(result)) => return Ok(result),
+                Ok(None) => continue,
+                Err(e) => {
+                    return Ok(self.init_failure(
+                        &request_id,
+                        StartError::Setup(std::io::Error::other(e.to_string())),
+                    ))
+                }
+            }
         }
         Ok(self.init_failure(&request_id, StartError::InitTimeout))
     }
 
-    /// Sends one HTTP request to a FastCGI (web) instance.
-    pub async fn http(&self, params: &Params, body: &[u8]) -> Result<WebResult, AcquireError> {
+    /// One attempt on a leased instance; `None` when the instance died before it took the
+    /// event and `may_retry` allows another attempt.
+    async fn run_event(
+        self: Arc<Self>,
+        mut lease: Lease,
+        request_id: String,
+        payload: Bytes,
+        client_context: Option<String>,
+        may_retry: bool,
+    ) -> Option<InvokeResult> {
+        let timeout = self.spec.timeout;
+        let instance = lease.instance()?;
+        let started = Instant::now();
+        self.begin(instance, &request_id);
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload,
+            deadline_ms: now_ms() + timeout.as_millis() as u64,
+            function_arn: self.spec.function_arn.clone(),
+            trace_id: trace_id(&request_id),
+            client_context,
+        };
+        let outcome = instance.invoke(invocation, timeout).await;
+        if matches!(outcome, Outcome::NotDelivered) && may_retry {
+            if let Some(dead) = lease.instance.take() {
+                self.release(dead);
+            }
+            return None;
+        }
+        FunctionMetrics::inc(&self.metrics.invocations);
+        let result = match outcome {
+            Outcome::Success(body) => Ok(body),
+            Outcome::FunctionError { body, error_type } => Err((body, error_type)),
+            Outcome::Timeout => Err(self.timed_out(instance, &request_id)),
+            Outcome::Exited(info) => Err(self.exited(instance, &request_id, &info.to_string())),
+            Outcome::NotDelivered => Err(self.exited(
+                instance,
+                &request_id,
+                "the runtime exited before taking the event",
+            )),
+        };
+        if result.is_err() {
+            FunctionMetrics::inc(&self.metrics.errors);
+        }
+        let log_tail = self.end(instance, &request_id, started, lease.cold).await;
+        Some(InvokeResult {
+            request_id,
+            result,
+            log_tail,
+        })
+    }
+
+    /// Sends one HTTP request to a FastCGI (web) instance. As with [`Self::invoke`], the
+    /// exchange runs in its own task: a FastCGI request cut off half-way would leave the
+    /// worker's connection unusable.
+    pub async fn http(
+        self: &Arc<Self>,
+        params: Params,
+        body: Bytes,
+    ) -> Result<WebResult, AcquireError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let lease = match self.acquire().await {
             Ok(l) => l,
@@ -403,13 +460,34 @@ impl FunctionPool {
                 });
             }
         };
+        let pool = self.clone();
+        let id = request_id.clone();
+        match tokio::spawn(async move { pool.exchange(lease, id, params, body).await }).await {
+            Ok(r) => Ok(r),
+            Err(e) => Ok(WebResult {
+                request_id,
+                outcome: WebOutcome::Crashed(e.to_string()),
+            }),
+        }
+    }
+
+    async fn exchange(
+        self: Arc<Self>,
+        lease: Lease,
+        request_id: String,
+        params: Params,
+        body: Bytes,
+    ) -> WebResult {
         let Some(instance) = lease.instance() else {
-            return Err(AcquireError::Throttled);
+            return WebResult {
+                request_id,
+                outcome: WebOutcome::Crashed("no instance".into()),
+            };
         };
         FunctionMetrics::inc(&self.metrics.invocations);
         let started = Instant::now();
         self.begin(instance, &request_id);
-        let outcome = match instance.fastcgi(params, body, self.spec.timeout).await {
+        let outcome = match instance.fastcgi(&params, &body, self.spec.timeout).await {
             Ok(raw) => WebOutcome::Response(raw),
             Err(FcgiFailure::Timeout) => {
                 self.timed_out(instance, &request_id);
@@ -435,10 +513,10 @@ impl FunctionPool {
             }
         }
         self.end(instance, &request_id, started, lease.cold).await;
-        Ok(WebResult {
+        WebResult {
             request_id,
             outcome,
-        })
+        }
     }
 
     fn begin(&self, instance: &Instance, request_id: &str) {
