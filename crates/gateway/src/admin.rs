@@ -1,7 +1,7 @@
 //! `/_tusk/*`: the admin API the `tusk` CLI speaks (docs/admin-api.md).
 
 use crate::control::is_sha256;
-use crate::http_server::{admin_error, json_response, reject_unauthorized};
+use crate::http_server::{admin_error, json_response, reject_unauthorized, Authorized};
 use crate::{AppState, GatewayError};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -96,11 +96,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub async fn has_package(
     State(state): State<Arc<AppState>>,
     Path(sha): Path<String>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     let exists = is_sha256(&sha)
         && tokio::fs::metadata(state.control.package_path(&sha))
             .await
@@ -256,20 +253,10 @@ pub fn function_info(
     })
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
+pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     let functions: Vec<Value> = state
         .control
-        .service_records()
-        .iter()
-        .flat_map(|s| {
-            s.functions()
-                .map(|(full, f)| function_info(&state, s, f, &full))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+        .map_functions(|s, f, full| function_info(&state, s, f, full));
     json_response(StatusCode::OK, &json!({ "functions": functions }))
 }
 
@@ -283,11 +270,8 @@ fn not_found(name: &str) -> Response {
 pub async fn info(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     match state.control.resolve(&name) {
         Some((record, f, full)) => {
             json_response(StatusCode::OK, &function_info(&state, &record, &f, &full))
@@ -307,11 +291,8 @@ pub async fn logs(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(q): Query<LogQuery>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     let Some((_, _, full)) = state.control.resolve(&name) else {
         return not_found(&name);
     };
@@ -339,11 +320,8 @@ pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path(service): Path<String>,
     Query(q): Query<RemoveQuery>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     let stage = q.stage.unwrap_or_else(|| "dev".into());
     match state.control.remove(&service, &stage).await {
         Ok(names) => json_response(StatusCode::OK, &json!({"removed": names})),

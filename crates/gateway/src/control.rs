@@ -124,6 +124,18 @@ impl ControlPlane {
         self.services.read().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// `f(service, function, full name)` for every deployed function.
+    pub fn map_functions<T>(&self, f: impl Fn(&ServiceRecord, &FunctionSpec, &str) -> T) -> Vec<T> {
+        self.service_records()
+            .iter()
+            .flat_map(|s| {
+                s.functions()
+                    .map(|(full, spec)| f(s, spec, &full))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Finds a function by full name, ARN (with an optional qualifier), or unique short name.
     pub fn resolve(&self, name: &str) -> Option<(ServiceRecord, FunctionSpec, String)> {
         let name = name

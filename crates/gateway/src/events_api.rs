@@ -1,6 +1,6 @@
 //! `/_tusk/events` and `/_tusk/queues`: what `tusk events` and `tusk queue` show and do.
 
-use crate::http_server::{admin_error, json_response, reject_unauthorized};
+use crate::http_server::{admin_error, json_response, reject_unauthorized, Authorized};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
@@ -46,10 +46,7 @@ pub fn counters_json(state: &AppState) -> serde_json::Value {
     })
 }
 
-pub async fn overview(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
+pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     match state.control.events.store().stats().await {
         Ok(stats) => json_response(
             StatusCode::OK,
@@ -59,10 +56,7 @@ pub async fn overview(State(state): State<Arc<AppState>>, req: Request) -> Respo
     }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
+pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     let store = state.control.events.store();
     let (configs, stats) = match (store.queues().await, store.stats().await) {
         (Ok(c), Ok(s)) => (c, s),
@@ -151,11 +145,8 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     match state
         .control
         .events
@@ -225,11 +216,8 @@ pub async fn send(
 pub async fn purge(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     match state
         .control
         .events

@@ -134,6 +134,24 @@ fn auth_response(e: &tusk_auth::AuthError) -> Response {
     )
 }
 
+/// Extractor for body-less admin and Lambda API calls (GET, HEAD, DELETE): rejects the request
+/// unless it carries the admin token or a valid signature over an empty body.
+pub struct Authorized;
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        match reject_unauthorized(state, parts, b"") {
+            Some(r) => Err(r),
+            None => Ok(Authorized),
+        }
+    }
+}
+
 /// `Some(error response)` unless the request carries the admin token or a valid signature.
 pub fn reject_unauthorized(
     state: &AppState,

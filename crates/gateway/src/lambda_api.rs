@@ -2,7 +2,7 @@
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
 use crate::control::function_arn;
-use crate::http_server::{lambda_error, reject_unauthorized};
+use crate::http_server::{lambda_error, reject_unauthorized, Authorized};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -204,31 +204,16 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
     })
 }
 
-pub async fn list_functions(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
-    let functions: Vec<Value> = state
-        .control
-        .service_records()
-        .iter()
-        .flat_map(|s| {
-            s.functions()
-                .map(|(full, f)| configuration(s, f, &full))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+pub async fn list_functions(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
+    let functions: Vec<Value> = state.control.map_functions(configuration);
     crate::http_server::json_response(StatusCode::OK, &json!({ "Functions": functions }))
 }
 
 pub async fn get_function(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    req: Request,
+    _auth: Authorized,
 ) -> Response {
-    if let Some(r) = reject_unauthorized(&state, &req.into_parts().0, b"") {
-        return r;
-    }
     let Some((record, f, full)) = state.control.resolve(&name) else {
         return function_not_found(&state, &name);
     };
