@@ -207,3 +207,38 @@ def test_reserved_concurrency_caps_instances(behave):
     assert len(ok) == 8, [r.text for r in results]
     # One instance served them all, one at a time.
     assert behave.metric("tusk_cold_starts_total", function="behave-dev-limited") == 1
+
+
+HANDLER_FORMS = {
+    "serverless.yml": """
+service: forms
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  closure:
+    handler: closure.php
+  invokable:
+    handler: invokable.php
+  handleobject:
+    handler: handle.php
+  classname:
+    handler: App\\Handler
+""",
+    "closure.php": "<?php use Bref\\Context\\Context; return fn (array $e, Context $c) => ['form' => 'closure', 'arn' => $c->getInvokedFunctionArn(), 'left' => $c->getRemainingTimeInMillis() > 0];",
+    "invokable.php": "<?php return new class { public function __invoke($e, $c) { return ['form' => 'invokable', 'id' => $c->getAwsRequestId()]; } };",
+    "handle.php": "<?php return new class { public function handle($e, $c) { return ['form' => 'handle', 'in' => $e]; } };",
+    "vendor/autoload.php": "<?php spl_autoload_register(function ($c) { if ($c === 'App\\\\Handler') { require __DIR__ . '/../src/Handler.php'; } });",
+    "src/Handler.php": "<?php namespace App; final class Handler { public function handle($e, $c) { return ['form' => 'class', 'autoloaded' => true]; } }",
+}
+
+
+def test_bref_handler_forms(node, workdir):
+    node.deploy(write_project(workdir / "forms", HANDLER_FORMS))
+    r = node.invoke("forms-dev-closure", {}).json()
+    assert r["form"] == "closure" and r["arn"].endswith(":function:forms-dev-closure") and r["left"] is True
+    r = node.invoke("forms-dev-invokable", {})
+    assert r.json() == {"form": "invokable", "id": r.headers["x-amzn-RequestId"]}
+    assert node.invoke("forms-dev-handleobject", {"x": 1}).json() == {"form": "handle", "in": {"x": 1}}
+    r = node.invoke("forms-dev-classname", {})
+    assert r.json() == {"form": "class", "autoloaded": True}, r.text
