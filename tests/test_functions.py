@@ -242,3 +242,26 @@ def test_bref_handler_forms(node, workdir):
     assert node.invoke("forms-dev-handleobject", {"x": 1}).json() == {"form": "handle", "in": {"x": 1}}
     r = node.invoke("forms-dev-classname", {})
     assert r.json() == {"form": "class", "autoloaded": True}, r.text
+
+
+def test_php_ini_overrides_from_the_package(node, workdir):
+    project = write_project(workdir / "phpini", {
+        "serverless.yml": """
+service: phpini
+provider: {name: aws}
+functions:
+  fn:
+    runtime: php-82
+    handler: fn.php
+  web:
+    runtime: php-82-fpm
+    handler: public/index.php
+    events: [{httpApi: 'GET /phpini'}]
+""",
+        "php/conf.d/app.ini": "memory_limit = 77M\nprecision = 10\n",
+        "fn.php": "<?php return fn () => [ini_get('memory_limit'), ini_get('precision'), extension_loaded('Zend OPcache')];",
+        "public/index.php": "<?php echo ini_get('memory_limit'), ' ', ini_get('precision');",
+    })
+    node.deploy(project)
+    assert node.invoke("phpini-dev-fn", {}).json() == ["77M", "10", True]
+    assert requests.get(f"{node.url}/phpini").text == "77M 10"

@@ -222,6 +222,12 @@ pub(crate) fn base_env(spec: &LaunchSpec) -> Vec<(String, String)> {
             "TUSK_MAX_INVOCATIONS".into(),
             spec.max_invocations.to_string(),
         ),
+        // Bref's convention: `php/conf.d/*.ini` in the package override php.ini per function;
+        // the leading ':' keeps the distribution's own conf.d (extensions) first.
+        (
+            "PHP_INI_SCAN_DIR".into(),
+            format!(":{}/php/conf.d", spec.task_root().display()),
+        ),
     ];
     env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
