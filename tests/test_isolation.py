@@ -496,6 +496,20 @@ def test_sleep_past_the_timeout(iso):
     assert "Task timed out after 1.00 seconds" in log
 
 
+def test_back_to_back_timeouts_are_each_reported_as_timeouts(iso):
+    """An instance killed by a timeout is never handed the next event: every one of many
+    concurrent, back-to-back timeouts reports Sandbox.Timedout (not an exit error)."""
+    import concurrent.futures
+
+    def three_in_a_row(_):
+        return [invoke(iso, "hostile-dev-sleep")[0].json().get("errorType") for _ in range(3)]
+
+    with Canary(iso):
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            kinds = [k for batch in pool.map(three_in_a_row, range(6)) for k in batch]
+    assert kinds == ["Sandbox.Timedout"] * 18, kinds
+
+
 def test_exit_in_the_middle_of_an_invocation(iso):
     with Canary(iso):
         r, log = invoke(iso, "hostile-dev-exit")

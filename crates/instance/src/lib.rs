@@ -153,7 +153,7 @@ impl Instance {
     }
 
     pub fn is_alive(&self) -> bool {
-        self.process.exit_info().is_none()
+        self.process.is_alive()
     }
 
     /// True once the instance served its `max_invocations`.
@@ -199,6 +199,11 @@ impl Instance {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
+    }
+
+    /// A line the pool received for the current invocation (e.g. FastCGI stderr records).
+    pub fn output_line(&self, stream: LogStream, line: &str) {
+        self.process.capture().output(stream, line);
     }
 
     /// The invocation's log (last 4 KB), for `X-Amz-Log-Type: Tail`.

@@ -144,7 +144,7 @@ impl RuntimeApi {
         process: &Process,
         timeout: Duration,
     ) -> Outcome {
-        if process.exit_info().is_some() {
+        if !process.is_alive() {
             return Outcome::NotDelivered;
         }
         let request_id = invocation.request_id.clone();

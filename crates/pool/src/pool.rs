@@ -504,12 +504,7 @@ impl FunctionPool {
         }
         if let WebOutcome::Response(raw) = &outcome {
             for line in String::from_utf8_lossy(&raw.stderr).lines() {
-                self.logs.log(
-                    self.name(),
-                    Some(&request_id),
-                    tusk_store::LogStream::Stderr,
-                    line,
-                );
+                instance.output_line(tusk_store::LogStream::Stderr, line);
             }
         }
         self.end(instance, &request_id, started, lease.cold).await;

@@ -376,6 +376,7 @@ impl NodeCgroups {
                 .iter()
                 .map(|(ctl, d)| (*ctl, d.join(id)))
                 .collect(),
+            peak_file: std::sync::OnceLock::new(),
         };
         for (_, dir) in &cg.dirs {
             fs::create_dir(dir).map_err(|e| with_path(dir, e))?;
@@ -436,6 +437,7 @@ fn remove_tree(version: CgroupVersion, dirs: &[(Option<Ctl>, PathBuf)]) {
                 .filter(|(_, p)| p.file_name().is_some_and(|n| n.to_string_lossy() == *name))
                 .cloned()
                 .collect(),
+            peak_file: std::sync::OnceLock::new(),
         })
         .collect();
     // Kill everything first, then wait once: killed processes whose parent is gone must be
@@ -492,6 +494,9 @@ pub(crate) struct InstanceCgroup {
     version: CgroupVersion,
     controllers: Controllers,
     dirs: Vec<(Option<Ctl>, PathBuf)>,
+    /// The peak-memory file, opened once: it is read after every invocation, and reading
+    /// it again at offset 0 makes the kernel print the current value (no path walk each time).
+    peak_file: std::sync::OnceLock<Option<fs::File>>,
 }
 
 impl InstanceCgroup {
@@ -652,12 +657,21 @@ impl InstanceCgroup {
 
     /// Peak memory use, when the kernel tracks it (v1 always, v2 from Linux 5.19).
     pub(crate) fn peak_memory(&self) -> Option<u64> {
-        let d = self.dir(Ctl::Memory)?;
-        let file = match self.version {
-            CgroupVersion::V2 => "memory.peak",
-            CgroupVersion::V1 => "memory.max_usage_in_bytes",
-        };
-        fs::read_to_string(d.join(file)).ok()?.trim().parse().ok()
+        use std::os::unix::fs::FileExt;
+        let file = self
+            .peak_file
+            .get_or_init(|| {
+                let d = self.dir(Ctl::Memory)?;
+                let name = match self.version {
+                    CgroupVersion::V2 => "memory.peak",
+                    CgroupVersion::V1 => "memory.max_usage_in_bytes",
+                };
+                fs::File::open(d.join(name)).ok()
+            })
+            .as_ref()?;
+        let mut buf = [0u8; 32];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     /// How many times the kernel OOM-killed a process of this instance.
@@ -822,6 +836,7 @@ mod tests {
             version: node.version,
             controllers: node.controllers,
             dirs: node.dirs.iter().map(|(c, d)| (*c, d.join(id))).collect(),
+            peak_file: std::sync::OnceLock::new(),
         };
         for (ctl, file) in files {
             let d = root.path().join(ctl).join("tusk-1").join(id);
@@ -886,6 +901,7 @@ mod tests {
             version: node.version,
             controllers: node.controllers,
             dirs: vec![(None, d.clone())],
+            peak_file: std::sync::OnceLock::new(),
         };
         cg.configure(&Limits::for_memory(1024, 128)).unwrap();
         assert_eq!(

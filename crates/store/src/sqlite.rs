@@ -182,7 +182,24 @@ impl Store for SqliteStore {
                 line: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut lines = Vec::new();
+        for row in rows {
+            let row = row?;
+            // One row may carry several consecutive platform lines (START/END/REPORT): readers
+            // get them one by one, all with the row's id.
+            if row.stream == LogStream::Platform && row.line.contains('\n') {
+                for part in row.line.split('\n') {
+                    lines.push(LogLine {
+                        line: part.to_string(),
+                        request_id: row.request_id.clone(),
+                        ..row
+                    });
+                }
+            } else {
+                lines.push(row);
+            }
+        }
+        Ok(lines)
     }
 
     fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError> {
@@ -275,5 +292,32 @@ mod tests {
         assert_eq!(store.logs("a", 15, 0, 100).unwrap().len(), 1);
         assert_eq!(store.prune_logs(15).unwrap(), 2);
         assert_eq!(store.logs("a", 0, 0, 100).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn multi_line_platform_rows_read_back_as_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("tusk.db")).unwrap();
+        let row = |stream, text: &str| NewLogLine {
+            function: "f".into(),
+            ts_ms: 1,
+            request_id: Some("r1".into()),
+            stream,
+            line: text.into(),
+        };
+        store
+            .append_logs(&[
+                row(LogStream::Platform, "START r1\nEND r1\nREPORT r1"),
+                row(LogStream::Stdout, "two\nlines stay one"),
+            ])
+            .unwrap();
+        let lines = store.logs("f", 0, 0, 100).unwrap();
+        let text: Vec<_> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(
+            text,
+            ["START r1", "END r1", "REPORT r1", "two\nlines stay one"]
+        );
+        assert_eq!(lines[0].id, lines[2].id);
+        assert!(lines[..3].iter().all(|l| l.stream == LogStream::Platform));
     }
 }
