@@ -80,7 +80,9 @@ def test_redeploy_switches_atomically_and_restart_keeps_functions(fresh_node, tm
     assert n.invoke("flip-dev-which", {}).json() == {"tag": "two"}
 
 
-def test_remove_takes_routes_and_functions_away(node, tmp_path):
+def test_remove_takes_routes_and_functions_away(fresh_node, tmp_path):
+    # Its own node: a catch-all route another test deploys on the shared one would answer /gone.
+    node = fresh_node()
     project = write_project(tmp_path / "gone", {
         "serverless.yml": "service: gone\nprovider: {name: aws, runtime: php-82}\nfunctions:\n  f:\n    handler: f.php\n    events: [{httpApi: 'GET /gone'}]\n",
         "f.php": "<?php return fn () => 'here';",

@@ -3,7 +3,7 @@
 
 use crate::apigw::HttpResponse;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use tusk_instance::{LaunchSpec, Params};
@@ -162,12 +162,8 @@ pub fn fastcgi_params(spec: &LaunchSpec, req: &WebRequest<'_>) -> Params {
         p.push("CONTENT_TYPE", "");
     }
     p.push("CONTENT_LENGTH", req.body_len.to_string());
-    let mut seen: Vec<&HeaderName> = Vec::new();
+    // `keys()` yields each name once, however many values it has.
     for name in req.headers.keys() {
-        if seen.contains(&name) {
-            continue;
-        }
-        seen.push(name);
         // httpoxy: a client-sent Proxy header must not become HTTP_PROXY.
         if name == "proxy"
             || name == http::header::CONTENT_TYPE
@@ -187,18 +183,13 @@ pub fn fastcgi_params(spec: &LaunchSpec, req: &WebRequest<'_>) -> Params {
             }
             value.extend_from_slice(v.as_bytes());
         }
-        let cgi_name: String = name
-            .as_str()
-            .chars()
-            .map(|c| {
-                if c == '-' {
-                    '_'
-                } else {
-                    c.to_ascii_uppercase()
-                }
-            })
-            .collect();
-        p.push(format!("HTTP_{cgi_name}"), value);
+        let mut cgi_name = Vec::with_capacity(5 + name.as_str().len());
+        cgi_name.extend_from_slice(b"HTTP_");
+        cgi_name.extend(name.as_str().bytes().map(|b| match b {
+            b'-' => b'_',
+            b => b.to_ascii_uppercase(),
+        }));
+        p.push(cgi_name, value);
     }
     p
 }
