@@ -104,6 +104,13 @@ final class Worker
         if ($id === '' || $id === false || ($http->cookies[$name] ?? null) === $id) {
             return $out;
         }
+        // The framework may have set it itself (Symfony's session listener does, in a CLI worker).
+        $existing = $http->v2 ? ($out['cookies'] ?? []) : ((array) ($out['multiValueHeaders'] ?? []))['Set-Cookie'] ?? [];
+        foreach ((array) $existing as $set) {
+            if (\strncmp((string) $set, $name . '=', \strlen($name) + 1) === 0) {
+                return $out;
+            }
+        }
         $p = \session_get_cookie_params();
         $cookie = $name . '=' . \rawurlencode($id);
         if ($p['lifetime'] > 0) {
