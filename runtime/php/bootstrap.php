@@ -334,11 +334,12 @@ function http_app(mixed $handler, string $taskRoot, int $depth = 0): ?\Closure
         }
         return static fn (mixed $event, object $context): mixed => Psr7Bridge::handle($handler, $event, $context);
     }
-    if ($handler instanceof \Symfony\Component\HttpKernel\HttpKernelInterface) {
-        return (new SymfonyWorker($handler))->handle(...);
-    }
+    // Laravel's Application is a Symfony HttpKernelInterface too: check it first.
     if ($handler instanceof \Illuminate\Foundation\Application) {
         return (new LaravelWorker($handler))->handle(...);
+    }
+    if ($handler instanceof \Symfony\Component\HttpKernel\HttpKernelInterface) {
+        return (new SymfonyWorker($handler))->handle(...);
     }
     if ($handler instanceof \Slim\App) {
         if (!\class_exists(\Nyholm\Psr7\ServerRequest::class)) {
