@@ -442,6 +442,18 @@ function main(): void
         if ($err !== null && ($err['type'] & (\E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR)) !== 0) {
             $message = "PHP Fatal error: {$err['message']} in {$err['file']} on line {$err['line']}";
         } else {
+            // exit() inside an HTTP request in worker mode: answer like php-fpm (the output so
+            // far), then let this instance end; the node starts a fresh one for the next request.
+            if (!$state->initializing && \class_exists(Worker::class, false) && Worker::$current !== null) {
+                try {
+                    $json = \json_encode(Worker::exitResponse(Worker::$current), JSON_OUT | \JSON_INVALID_UTF8_SUBSTITUTE);
+                    $api->request('POST', '/runtime/invocation/' . $state->invocationId . '/response', $json);
+                    \fwrite(\STDERR, "Tusk: the application called exit() during an HTTP request: response sent, instance replaced\n");
+                    return;
+                } catch (\Throwable) {
+                    // Fall through to the error report.
+                }
+            }
             $message = 'The function called exit() ' . ($state->initializing ? 'while loading the handler' : 'during the invocation');
         }
         $payload = ['errorType' => 'Runtime.ExitError', 'errorMessage' => $message, 'stackTrace' => []];

@@ -30,8 +30,12 @@ final class Worker
      * @param \Closure(): T $handle
      * @return T
      */
+    /** The HTTP request being served, for the exit() handler in bootstrap.php. */
+    public static ?HttpEvent $current = null;
+
     public static function run(HttpEvent $http, \Closure $handle): mixed
     {
+        self::$current = $http;
         $boot = self::$bootServer ??= $_SERVER;
         $_GET = $http->queryParams;
         $_POST = $http->formFields ?? [];
@@ -46,6 +50,7 @@ final class Worker
             $out = $handle();
             return \is_array($out) ? self::addSessionCookie($out, $http) : $out;
         } finally {
+            self::$current = null;
             $http->cleanup();
             self::resetSession();
             $_GET = $_POST = $_COOKIE = $_FILES = $_REQUEST = [];
@@ -158,6 +163,21 @@ final class Worker
         if (\session_id() !== '') {
             @\session_id('');
         }
+    }
+
+    /**
+     * The response php-fpm gives a script that calls exit() mid-request: what it printed so far,
+     * with the status it set (200 by default). Called from the shutdown function; the instance
+     * then ends and the node replaces it.
+     */
+    public static function exitResponse(HttpEvent $http): array
+    {
+        $output = '';
+        while (\ob_get_level() > 0) {
+            $output = \ob_get_clean() . $output;
+        }
+        $status = \http_response_code();
+        return HttpEvent::response($http->v2, \is_int($status) && $status >= 100 ? $status : 200, ['Content-Type' => 'text/html; charset=UTF-8'], [], $output);
     }
 
     /**

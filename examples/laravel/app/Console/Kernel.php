@@ -7,7 +7,11 @@ use Illuminate\Foundation\Console\Kernel as ConsoleKernel;
 
 class Kernel extends ConsoleKernel
 {
-    protected $commands = [Commands\Greet::class];
+    protected $commands = [
+        Commands\Greet::class,
+        \Illuminate\Console\Scheduling\ScheduleRunCommand::class,
+        \Illuminate\Console\Scheduling\ScheduleListCommand::class,
+    ];
 
     protected function schedule(Schedule $schedule): void
     {
