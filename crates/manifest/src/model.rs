@@ -67,6 +67,19 @@ pub struct FunctionSpec {
     /// `network: none` (a Tusk extension): no network in the instance but its Runtime API.
     #[serde(default)]
     pub network: Network,
+    /// Persistent volumes (Lambda's `fileSystemConfig`), mounted read-write in every instance.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A named persistent directory on the node (`DATA_DIR/volumes/NAME`), shared by every instance
+/// that mounts it and kept across deploys and restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// `[A-Za-z0-9_.-]`, at most 64 characters, not `.` or `..`.
+    pub name: String,
+    /// Absolute path inside the instance, under `/mnt/` as Lambda requires.
+    pub mount_path: String,
 }
 
 /// A function's network access.

@@ -57,6 +57,7 @@ fn instance(f: &Fixture, id: &str, memory_mb: u32, network: Network) -> Arc<Inst
                 memory_mb,
                 tmp_mb: 8,
                 network,
+                volumes: &[],
             })
             .unwrap(),
     )
