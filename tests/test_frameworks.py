@@ -279,3 +279,69 @@ def test_laravel_artisan_commands(apps):
     r = apps.cli("invoke", "laravel-dev-artisan", "--data", json.dumps("app:greet --fail"), check=False)
     assert r.returncode != 0
     assert "status code: 3" in json.loads(r.stdout)["errorMessage"]
+
+
+# --- Classic mode: a legacy php-fpm app, unchanged, with its state on a persistent volume ---
+
+SHARER = {
+    "serverless.yml": """
+service: sharer
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  reader:
+    handler: reader.php
+    fileSystemConfig:
+      localMountPath: /mnt/shared
+      volume: legacy-data
+""",
+    "reader.php": """<?php
+return fn ($event) => ['files' => array_map('basename', glob('/mnt/shared/uploads/*')),
+    'env' => getenv('TUSK_VOLUME_LEGACY_DATA')];
+""",
+}
+
+
+def test_legacy_app_keeps_files_and_sessions_across_instances_and_restarts(fresh_node, tmp_path):
+    node = fresh_node()
+    node.deploy(EXAMPLES / "legacy")
+    base = f"{node.url}/legacy"
+    client = requests.Session()
+
+    r = client.get(base + "/", timeout=30)
+    assert r.status_code == 200
+    assert r.headers["X-Legacy"] == "yes"  # header() from the app
+    assert "Visits this session: 1" in r.text
+    assert client.get(base + "/session", timeout=30).json()["visits"] == 2
+
+    server = requests.get(base + "/server", params={"a": "1"}, timeout=30).json()
+    assert server["method"] == "GET" and server["uri"] == "/legacy/server?a=1"
+    assert server["script"].endswith("/public/index.php") and server["query"] == {"a": "1"}
+
+    payload = bytes(range(256)) * 40_000  # 10 MB upload, stored on the volume
+    r = client.post(base + "/upload", files={"file": ("photo.bin", payload)}, allow_redirects=False, timeout=60)
+    assert r.status_code == 303 and r.headers["Location"] == "/legacy/files/photo.bin"
+    r = client.post(base + "/note", data={"text": "first note"}, timeout=30)
+    assert r.url.endswith("/legacy/notes") and r.text == "first note\n"
+    assert requests.get(base + "/tmp", timeout=30).text == "scratch"
+
+    # On the node: DATA_DIR/volumes/NAME, the name from the access point in the ARN.
+    stored = node.data_dir / "volumes" / "legacy-data" / "uploads" / "photo.bin"
+    assert hashlib.sha1(stored.read_bytes()).hexdigest() == hashlib.sha1(payload).hexdigest()
+
+    # Another function mounting the same volume elsewhere sees the upload.
+    node.deploy(write_project(tmp_path / "sharer", SHARER))
+    out = node.invoke("sharer-dev-reader", {}).json()
+    assert out == {"files": ["photo.bin"], "env": "/mnt/shared"}
+
+    # Restart the node: new instances, same volume, same session.
+    node.stop()
+    node.start()
+    # (Every page counts a visit: /, /session, /upload, /note and its redirect to /notes, now.)
+    assert client.get(base + "/session", timeout=30).json()["visits"] == 6
+    r = requests.get(base + "/files/photo.bin", timeout=60)
+    assert r.status_code == 200 and r.content == payload
+    assert requests.get(base + "/notes", timeout=30).text == "first note\n"
+    # Another client: its own session.
+    assert requests.get(base + "/session", timeout=30).json()["visits"] == 1
