@@ -46,6 +46,16 @@ function register_routes(App $app): void
         return $response->withJson($container['bootInfo'] + ['pidNow' => getmypid()]);
     });
 
+    // A small HTML page: the benchmark's request (bench/frameworks.py).
+    $app->get('/slim/page', function (Request $request, Response $response) {
+        $items = '';
+        foreach (range(1, 20) as $i) {
+            $items .= '<li>Item ' . $i . '</li>';
+        }
+        $name = htmlspecialchars($request->getQueryParams()['name'] ?? 'world');
+        return $response->write('<!doctype html><title>Tusk</title><h1>Hello ' . $name . '</h1><ul>' . $items . '</ul>');
+    });
+
     $app->get('/slim/fail', function () {
         throw new RuntimeException('something broke in the app');
     });
