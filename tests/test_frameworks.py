@@ -345,3 +345,37 @@ def test_legacy_app_keeps_files_and_sessions_across_instances_and_restarts(fresh
     assert requests.get(base + "/notes", timeout=30).text == "first note\n"
     # Another client: its own session.
     assert requests.get(base + "/session", timeout=30).json()["visits"] == 1
+
+
+def test_symfony_runtime_front_controller_closure(node, workdir):
+    """Symfony Runtime's front controller (`return function (array $context) {...}` after
+    vendor/autoload_runtime.php) works as the handler: Tusk calls the closure once."""
+    import shutil
+
+    app = workdir / "sfruntime"
+    shutil.copytree(EXAMPLES / "symfony", app)
+    (app / "vendor").mkdir()
+    # What Composer's symfony/runtime plugin generates, reduced to its control flow: return
+    # early when there is no script to run (Tusk hides SCRIPT_FILENAME while loading).
+    (app / "vendor/autoload_runtime.php").write_text(
+        "<?php\nrequire_once __DIR__ . '/../autoload.php';\n"
+        "if (empty($_SERVER['SCRIPT_FILENAME'])) { return; }\n"
+        "throw new LogicException('the runtime would run the app itself here');\n"
+    )
+    (app / "public/runtime.php").write_text(
+        "<?php\nuse App\\Kernel;\nrequire_once dirname(__DIR__) . '/vendor/autoload_runtime.php';\n"
+        "return function (array $context) {\n"
+        "    return new Kernel($context['APP_ENV'], (bool) $context['APP_DEBUG']);\n};\n"
+    )
+    (app / "serverless.yml").write_text(
+        "service: sfruntime\nprovider:\n  name: aws\n  runtime: php-82\n  environment:\n    APP_ENV: prod\n"
+        "functions:\n  web:\n    handler: public/runtime.php\n"
+    )
+    node.deploy(app)
+    # Invoked directly with a payload 1.0 event, as an `http` route would send it.
+    event = {"httpMethod": "GET", "path": "/symfony/hello/Runtime", "headers": {"Host": "example.com"},
+             "queryStringParameters": {"a": "b"}, "requestContext": {"identity": {"sourceIp": "10.0.0.1"}}, "body": None}
+    out = node.invoke("sfruntime-dev-web", event).json()
+    assert out["statusCode"] == 200, out
+    assert json.loads(out["body"]) == {"hello": "Runtime", "query": {"a": "b"}}
+    assert out["multiValueHeaders"]["Content-Type"] == ["application/json"]
