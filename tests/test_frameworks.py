@@ -158,6 +158,8 @@ functions:
     "app.php": r"""<?php
 require_once 'Slim/autoload.php';
 
+echo "app booting\n";  // output at boot (goes to the logs) must not break later requests
+
 $bootedAt = microtime(true);
 $GLOBALS['hits'] = 0;
 // Slim 3 puts what a route echoes after its body by default ('append'); this app asks for 'prepend'.
@@ -181,6 +183,10 @@ $app->post('/{fn}/state', function ($req, $res) {
     session_start();
     $_SESSION['secret'] = 'alice';
     return $res->withJson(['post' => $_POST]);
+});
+$app->get('/{fn}/mysession', function ($req, $res) {
+    session_start();
+    return $res->withJson(['session' => $_SESSION, 'id' => session_id()]);
 });
 $app->get('/{fn}/exit', function ($req, $res) {
     echo 'partial output';
@@ -234,6 +240,11 @@ def test_global_state_stays_but_request_state_is_reset(bad):
     assert second["get"] == [] and second["post"] == [] and second["cookie"] == []
     assert second["once"] is None
     assert second["session"] in (None, [])
+    # A client without a cookie starting a session gets a new, empty one: never the last one's.
+    mine = requests.get(f"{bad.url}/loop/mysession", timeout=30)
+    assert mine.json()["session"] == []
+    assert mine.json()["id"] != r.cookies.get("PHPSESSID")
+    assert mine.cookies.get("PHPSESSID") == mine.json()["id"]
 
 
 def test_exit_answers_like_fpm_and_the_next_request_is_served(bad):

@@ -471,6 +471,19 @@ function main(): void
     register_fallback_autoloader();
     $jsonFlags = JSON_OUT;
 
+    // Everything printed goes to stdout (the logs) through this handler, never through PHP's
+    // own output layer: in the CLI SAPI the first byte out marks headers as sent, and from then
+    // on session_start(), session_id() and session ini changes fail, which in worker mode would
+    // break (or leak) sessions for the rest of the instance's life.
+    if (!$console) {
+        \ob_start(static function (string $out): string {
+            if ($out !== '') {
+                \fwrite(\STDOUT, $out);
+            }
+            return '';
+        }, 1);
+    }
+
     try {
         if ($console) {
             $invoke = Console::prepare($taskRoot, $handlerName);
