@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tuskbench.clients import HttpConn, http_request  # noqa: E402
 from tuskbench.loadgen import median, wrk  # noqa: E402
-from tuskbench.procs import Procs, install_signal_handlers  # noqa: E402
+from tuskbench.procs import Procs, cpu_delta, cpu_seconds, install_signal_handlers, tree  # noqa: E402
 from tuskbench.servers import Nginx, PhpFpm, TuskNode, fastcgi_location  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,19 +111,25 @@ def main():
             for port in (node.port, nginx.port):
                 wrk(f"http://127.0.0.1:{port}{path}", args.connections, 1)
             runs = {"tusk": [], "fpm": []}
+            # The servers' whole process trees: node + instances; nginx + php-fpm master + children.
+            pids = {"tusk": lambda: tree(node.proc.pid),
+                    "fpm": lambda: tree(nginx.proc.pid) + tree(fpm.proc.pid)}
             for rnd in range(args.rounds):
                 order = [("tusk", node.port), ("fpm", nginx.port)]
                 if rnd % 2:
                     order.reverse()
                 for name, port in order:
+                    before = cpu_seconds(pids[name]())
                     r = wrk(f"http://127.0.0.1:{port}{path}", args.connections, args.seconds)
+                    r["cpu_us"] = cpu_delta(before, cpu_seconds(pids[name]())) * 1e6 / max(1, r["requests"])
                     if r["errors"]:
                         raise RuntimeError(f"{fw} on {name}: {r['errors']} failed requests\n{r['raw']}")
                     runs[name].append(r)
-                    log(f"{fw} round {rnd + 1}/{args.rounds} {name}: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms")
+                    log(f"{fw} round {rnd + 1}/{args.rounds} {name}: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, "
+                        f"CPU {r['cpu_us']:.0f} µs/request")
             results[fw] = {
                 name: {"rps": median([r["rps"] for r in rs]), "p50": median([r["p50_ms"] for r in rs]),
-                       "all": [r["rps"] for r in rs]}
+                       "cpu": median([r["cpu_us"] for r in rs]), "all": [r["rps"] for r in rs]}
                 for name, rs in runs.items()
             }
         nginx.stop()
@@ -154,14 +160,23 @@ def render(results, args, command):
         "each side (php-fpm `pm = static`, Tusk `--max-instances`), the same copy of each example app,",
         "`GET /<framework>/page` (router, controller, a small HTML page). Medians of the rounds.",
         "",
-        "| app | Tusk worker mode req/s | nginx + php-fpm req/s | speedup | Tusk p50 | php-fpm p50 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| app | Tusk worker mode req/s | nginx + php-fpm req/s | req/s ratio | Tusk p50 | php-fpm p50 "
+        "| CPU per request Tusk / nginx + php-fpm | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for fw, r in results.items():
         t, f = r["tusk"], r["fpm"]
         ratio = t["rps"] / f["rps"] if f["rps"] else float("nan")
-        lines.append(f"| {fw} | {t['rps']:.0f} | {f['rps']:.0f} | **{ratio:.1f}×** | {t['p50']:.2f} ms | {f['p50']:.2f} ms |")
+        cpu_ratio = f["cpu"] / t["cpu"] if t["cpu"] else float("nan")
+        lines.append(f"| {fw} | {t['rps']:.0f} | {f['rps']:.0f} | **{ratio:.1f}×** | {t['p50']:.2f} ms | {f['p50']:.2f} ms "
+                     f"| {t['cpu']:.0f} µs / {f['cpu']:.0f} µs | **{cpu_ratio:.1f}×** |")
     lines += [
+        "",
+        "CPU per request = utime + stime of the server's whole process tree during the wrk run",
+        "(Tusk: the node and its instances; rival: nginx, php-fpm master and children) divided by",
+        "the requests served; wrk's own CPU is not counted. On a machine shared with other work the",
+        "req/s ratio moves with the load, the CPU ratio much less: it is the throughput ratio a",
+        "dedicated, CPU-bound machine would show.",
         "",
         "Per-round req/s (Tusk / php-fpm): "
         + "; ".join(f"{fw} {[round(x) for x in r['tusk']['all']]} / {[round(x) for x in r['fpm']['all']]}" for fw, r in results.items()),

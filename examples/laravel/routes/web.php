@@ -10,5 +10,10 @@ Route::prefix('laravel')->group(function () {
     Route::get('/session', [AppController::class, 'session']);
     Route::get('/boot', [AppController::class, 'boot']);
     Route::get('/fail', [AppController::class, 'fail']);
-    Route::get('/page', [AppController::class, 'page']);
+    // Sessionless, like the other examples' /page (the benchmark's request): a public page.
+    Route::get('/page', [AppController::class, 'page'])->withoutMiddleware([
+        \Illuminate\Session\Middleware\StartSession::class,
+        \Illuminate\Cookie\Middleware\AddQueuedCookiesToResponse::class,
+        \Illuminate\Cookie\Middleware\EncryptCookies::class,
+    ]);
 });
