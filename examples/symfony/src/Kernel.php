@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace App;
 
 use Symfony\Bundle\FrameworkBundle\FrameworkBundle;
+use Symfony\Bundle\TwigBundle\TwigBundle;
 use Symfony\Bundle\FrameworkBundle\Kernel\MicroKernelTrait;
 use Symfony\Component\DependencyInjection\Loader\Configurator\ContainerConfigurator;
 use Symfony\Component\HttpKernel\Kernel as BaseKernel;
@@ -16,7 +17,7 @@ final class Kernel extends BaseKernel
 
     public function registerBundles(): iterable
     {
-        return [new FrameworkBundle()];
+        return [new FrameworkBundle(), new TwigBundle()];
     }
 
     public function getProjectDir(): string
@@ -46,6 +47,7 @@ final class Kernel extends BaseKernel
             'router' => ['utf8' => true],
             'php_errors' => ['log' => true],
         ]);
+        $container->extension('twig', ['default_path' => '%kernel.project_dir%/templates', 'strict_variables' => true]);
         $container->services()
             ->defaults()->autowire()->autoconfigure()
             ->load('App\\Controller\\', __DIR__ . '/Controller/')->tag('controller.service_arguments')

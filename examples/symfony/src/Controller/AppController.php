@@ -9,6 +9,7 @@ use Symfony\Component\HttpFoundation\Cookie;
 use Symfony\Component\HttpFoundation\JsonResponse;
 use Symfony\Component\HttpFoundation\Request;
 use Symfony\Component\HttpFoundation\Response;
+use Twig\Environment;
 
 final class AppController
 {
@@ -57,13 +58,12 @@ final class AppController
         throw new \RuntimeException('something broke in the app');
     }
 
-    /** A small HTML page, the benchmark's request. */
-    public function page(Request $request): Response
+    /** A small HTML page rendered with Twig: the benchmark's request (bench/frameworks.py). */
+    public function page(Request $request, Environment $twig): Response
     {
-        $items = '';
-        foreach (range(1, 20) as $i) {
-            $items .= '<li>Item ' . $i . '</li>';
-        }
-        return new Response('<!doctype html><title>Tusk</title><h1>Hello ' . htmlspecialchars((string) $request->query->get('name', 'world')) . '</h1><ul>' . $items . '</ul>');
+        return new Response($twig->render('page.html.twig', [
+            'name' => (string) $request->query->get('name', 'world'),
+            'items' => range(1, 20),
+        ]));
     }
 }
