@@ -93,8 +93,9 @@ def main():
     procs = Procs()
     work = Path(tempfile.mkdtemp(prefix="tusk-frameworks-"))
     results = {}
+    apps_dirs = {}
     try:
-        apps = prepare_apps(work)
+        apps = apps_dirs = prepare_apps(work)
         node = TuskNode(procs, args.tusk_bin, work / "tusk", ["--max-instances", str(args.workers)]).start()
         fpm = PhpFpm(procs, work / "fpm", "frameworks", args.workers, FPM_FLAGS).start()
         locations = "\n".join(
@@ -138,6 +139,11 @@ def main():
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
+        # What the php-fpm side of the Symfony app compiled (Tusk's instances use their own /tmp).
+        if "symfony" in apps_dirs:
+            import hashlib
+            shutil.rmtree(Path(tempfile.gettempdir()) / ("symfony-" + hashlib.md5(str(apps_dirs["symfony"]).encode()).hexdigest()[:12]),
+                          ignore_errors=True)
 
     command = "bench/frameworks.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = render(results, args, command)

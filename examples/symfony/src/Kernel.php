@@ -28,12 +28,18 @@ final class Kernel extends BaseKernel
     /** The package is read-only on Tusk (and often on servers): cache and logs go to /tmp. */
     public function getCacheDir(): string
     {
-        return ($_SERVER['APP_CACHE_DIR'] ?? sys_get_temp_dir() . '/symfony-example') . '/cache/' . $this->environment;
+        return $this->varDir() . '/cache/' . $this->environment;
     }
 
     public function getLogDir(): string
     {
-        return ($_SERVER['APP_CACHE_DIR'] ?? sys_get_temp_dir() . '/symfony-example') . '/log';
+        return $this->varDir() . '/log';
+    }
+
+    /** One per copy of the app: the compiled container holds absolute paths into it. */
+    private function varDir(): string
+    {
+        return $_SERVER['APP_CACHE_DIR'] ?? sys_get_temp_dir() . '/symfony-' . substr(md5($this->getProjectDir()), 0, 12);
     }
 
     protected function configureContainer(ContainerConfigurator $container): void
