@@ -24,6 +24,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -64,6 +65,10 @@ def prepare_apps(work):
         dst = work / "apps" / fw
         shutil.copytree(ROOT / "examples" / fw, dst, ignore=shutil.ignore_patterns("*.php.cache"))
         out[fw] = dst
+        # Tusk gives an instance CPU in proportion to memorySize, as Lambda does (1769 MB = one
+        # core); a php-fpm child may use a whole core: give the instances the same.
+        yml = dst / "serverless.yml"
+        yml.write_text(re.sub(r"(?m)^(\s*)memorySize: .*$", r"\1memorySize: 1769", yml.read_text()))
     key = "base64:" + __import__("base64").b64encode(os.urandom(32)).decode()
     (out["laravel"] / ".env").write_text(f"APP_ENV=production\nAPP_KEY={key}\n")
     return out
@@ -77,6 +82,7 @@ def main():
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="php-fpm children = Tusk --max-instances")
     ap.add_argument("--only", help="comma-separated frameworks (default: all)")
+    ap.add_argument("--tusk-args", default="", help="extra `tusk serve` arguments, e.g. '--sandbox off'")
     ap.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run")
     ap.add_argument("--output", help="write the results section into this markdown file")
     args = ap.parse_args()
@@ -96,7 +102,8 @@ def main():
     apps_dirs = {}
     try:
         apps = apps_dirs = prepare_apps(work)
-        node = TuskNode(procs, args.tusk_bin, work / "tusk", ["--max-instances", str(args.workers)]).start()
+        node = TuskNode(procs, args.tusk_bin, work / "tusk",
+                        ["--max-instances", str(args.workers), *shlex.split(args.tusk_args)]).start()
         fpm = PhpFpm(procs, work / "fpm", "frameworks", args.workers, FPM_FLAGS).start()
         locations = "\n".join(
             fastcgi_location(f"/{fw}/", fpm.sock, apps[fw] / "public/index.php") for fw in frameworks
@@ -163,7 +170,8 @@ def render(results, args, command):
         "",
         f"`{command.strip()}` — {datetime.date.today()}, {os.cpu_count()} × {cpu}, load average {load:.1f} at the end;",
         f"{args.rounds} rounds of {args.seconds} s, wrk with {args.connections} connections, {args.workers} PHP workers on",
-        "each side (php-fpm `pm = static`, Tusk `--max-instances`), the same copy of each example app,",
+        "each side (php-fpm `pm = static`, Tusk `--max-instances` with `memorySize: 1769`, i.e. one",
+        "core per instance as a php-fpm child may use), the same copy of each example app,",
         "`GET /<framework>/page` (router, controller, a small HTML page). Medians of the rounds.",
         "",
         "| app | Tusk worker mode req/s | nginx + php-fpm req/s | req/s ratio | Tusk p50 | php-fpm p50 "
