@@ -490,6 +490,12 @@ impl ControlPlane {
         warnings: &mut Vec<String>,
     ) -> Result<(), GatewayError> {
         for f in &spec.functions {
+            if let Some(v) = f.volumes.iter().find(|v| !v.is_valid()) {
+                return Err(GatewayError::BadRequest(format!(
+                    "function {}: volume `{}` at `{}` is invalid (a plain name, mounted under /mnt/)",
+                    f.name, v.name, v.mount_path
+                )));
+            }
             let php = f.kind != RuntimeKind::Provided;
             if php {
                 let Some(install) = &self.php else {

@@ -55,16 +55,6 @@ fn volume_name_from_path(rest: &str) -> String {
     rest.rsplit('/').next().unwrap_or(rest).to_string()
 }
 
-fn valid_volume_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 const QUIET_FUNCTION: [&str; 5] = [
     "description",
     "tags",
@@ -640,7 +630,7 @@ impl Builder<'_> {
                     None => (volume_name_from_path(rest), mount_at.clone()),
                 },
             };
-            if !valid_volume_name(&name) {
+            if !VolumeSpec::valid_name(&name) {
                 return Err(Diag::new(
                     &name_at,
                     format!("volume name `{name}` may use only letters, digits, `-`, `_` and `.` (at most 64); set `volume: NAME` to choose one"),

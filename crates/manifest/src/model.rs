@@ -82,6 +82,34 @@ pub struct VolumeSpec {
     pub mount_path: String,
 }
 
+impl VolumeSpec {
+    /// A name that is one plain directory under `DATA_DIR/volumes`.
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 64
+            && name != "."
+            && name != ".."
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+
+    /// A path under `/mnt/` without empty, `.` or `..` segments.
+    pub fn valid_mount_path(path: &str) -> bool {
+        path.strip_prefix("/mnt/").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        })
+    }
+
+    /// Checked again by the node: a spec can reach it without the CLI's parser.
+    pub fn is_valid(&self) -> bool {
+        Self::valid_name(&self.name) && Self::valid_mount_path(&self.mount_path)
+    }
+}
+
 /// A function's network access.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

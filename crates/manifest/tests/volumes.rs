@@ -89,3 +89,21 @@ fn specs_stored_before_the_key_existed_still_load() {
     let f: FunctionSpec = serde_json::from_value(json).unwrap();
     assert!(f.volumes.is_empty());
 }
+
+#[test]
+fn specs_from_elsewhere_are_checked_by_is_valid() {
+    assert!(vol("data", "/mnt/data").is_valid());
+    assert!(vol("fsap-0abc.v2", "/mnt/a/b").is_valid());
+    for (name, at) in [
+        ("../etc", "/mnt/data"),
+        ("a/b", "/mnt/data"),
+        ("..", "/mnt/data"),
+        ("", "/mnt/data"),
+        ("data", "/var/task"),
+        ("data", "/mnt/"),
+        ("data", "/mnt/../etc"),
+        ("data", "/mnt//x"),
+    ] {
+        assert!(!vol(name, at).is_valid(), "{name} at {at}");
+    }
+}
