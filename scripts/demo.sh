@@ -21,7 +21,7 @@ if ! curl -fsS "$TUSK_SERVER/_tusk/health" >/dev/null 2>&1; then
   done
 fi
 
-for example in hello-function web-app console provided; do  # provided-awslambdaric needs awslambdaric vendored: see its README
+for example in hello-function web-app console provided slim symfony laravel legacy; do  # provided-awslambdaric needs awslambdaric vendored: see its README
   echo "==> tusk deploy examples/$example"
   "$TUSK" deploy "examples/$example"
 done
@@ -33,6 +33,9 @@ Try:
   $TUSK invoke hello-function-dev-hello --data '{"name":"Tusk"}' --log
   curl $TUSK_SERVER/hello
   curl $TUSK_SERVER/   (the web app: forms, uploads, cookies; open it in a browser)
+  curl $TUSK_SERVER/symfony/page  $TUSK_SERVER/laravel/hello/Ada  $TUSK_SERVER/slim/boot
+      (framework apps in worker mode; docs/guide-frameworks.md)
+  curl $TUSK_SERVER/legacy/   (a php-fpm app keeping its files on a volume)
   $TUSK ls
   $TUSK logs hello-function-dev-hello
   aws lambda invoke --endpoint-url $TUSK_SERVER --function-name hello-function-dev-hello \\

@@ -6,7 +6,10 @@ set -euo pipefail
 
 # (Debian has no PSR-15 package: runtime/php ships those two interfaces itself.)
 want_debs=(curl php8.2-cli php8.2-cgi php8.2-fpm php8.2-opcache php-nyholm-psr7
-  php-psr-http-message php-psr-http-factory)
+  php-psr-http-message php-psr-http-factory
+  # The framework examples (examples/slim, symfony, laravel) autoload these from /usr/share/php.
+  php-slim php-symfony-framework-bundle php-symfony-twig-bundle php-symfony-runtime php-symfony-console
+  php-laravel-framework)
 if [[ "${TUSK_WITH_BENCH_TOOLS:-0}" == 1 ]]; then
   want_debs+=(nginx-light wrk)
 fi

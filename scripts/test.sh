@@ -19,3 +19,5 @@ python3 -m pytest -q tests/
 echo "==> benchmark smoke run (checks every scenario runs, not how fast)"
 TUSK_WITH_BENCH_TOOLS=1 ./scripts/install-deps.sh
 bench/run --quick --tusk-bin "$TUSK_BIN"
+# The framework comparison on one app, 1-second rounds: checks it runs (~10 s), not how fast.
+bench/frameworks.py --quick --only symfony --tusk-bin "$TUSK_BIN" >/dev/null

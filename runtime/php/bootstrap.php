@@ -23,6 +23,7 @@ declare(strict_types=1);
  * Environment in: AWS_LAMBDA_RUNTIME_API (host:port), _HANDLER, LAMBDA_TASK_ROOT,
  * AWS_LAMBDA_FUNCTION_NAME/VERSION/MEMORY_SIZE, AWS_REGION, TZ, the function's own variables, and
  *   TUSK_MAX_INVOCATIONS  exit(0) after this many invocations (0 = unlimited; BREF_LOOP_MAX too)
+ *   TUSK_MAX_MEMORY_MB    exit(0) after an invocation that left PHP holding more memory than this
  *   TUSK_RUNTIME_MODE     `console` for php-8x-console; unset for the function runtime
  *   TUSK_PHP_SHARE        where Debian's PHP libraries live (default /usr/share/php)
  * README.md next to this file describes the whole contract.
@@ -271,12 +272,14 @@ function register_fallback_autoloader(): void
             require $own . '/Context.php';
             return;
         }
-        if ($class === 'Tusk\\Runtime\\Psr7Bridge') {
-            require $own . '/Psr7Bridge.php';
-            return;
-        }
-        if ($class === 'Tusk\\Runtime\\Console') {
-            require $own . '/Console.php';
+        // The runtime's own classes (bridges, console mode): one file each in src/, loaded only
+        // when a handler of that kind is detected.
+        if (\strncmp($class, 'Tusk\\Runtime\\', 13) === 0) {
+            $name = \substr($class, 13);
+            $file = $own . '/' . ($name === 'EventFile' ? 'HttpEvent' : $name) . '.php';
+            if (!\str_contains($name, '\\') && \is_file($file)) {
+                require $file;
+            }
             return;
         }
         foreach ($prefixes as $prefix => $dir) {
@@ -298,6 +301,75 @@ function require_isolated(string $file): mixed
 }
 
 /**
+ * Requires the handler file. $_SERVER['SCRIPT_FILENAME'] is hidden meanwhile: Symfony Runtime's
+ * `vendor/autoload_runtime.php` would otherwise `require` that script (bootstrap.php itself)
+ * and run it as the application, instead of letting the front controller return its closure.
+ */
+function require_handler_file(string $file): mixed
+{
+    $script = $_SERVER['SCRIPT_FILENAME'] ?? null;
+    unset($_SERVER['SCRIPT_FILENAME']);
+    try {
+        return require_isolated($file);
+    } finally {
+        $_SERVER['SCRIPT_FILENAME'] = $script ?? $file;
+    }
+}
+
+/**
+ * Worker mode for web frameworks: turns what a handler file returned into the function that
+ * serves one HTTP event, or null when it is none of the known application kinds. Only
+ * `instanceof` checks here: they never autoload, so plain function handlers load no bridge.
+ *
+ * @return (\Closure(mixed, object): mixed)|null
+ */
+function http_app(mixed $handler, string $taskRoot, int $depth = 0): ?\Closure
+{
+    if (!\is_object($handler)) {
+        return null;
+    }
+    if ($handler instanceof \Psr\Http\Server\RequestHandlerInterface) {
+        if (!\class_exists(\Nyholm\Psr7\ServerRequest::class)) {
+            throw new RuntimeError('Runtime.MissingDependency', 'PSR-15 handlers need nyholm/psr7: `composer require nyholm/psr7`, or install the Debian package php-nyholm-psr7 on the node');
+        }
+        return static fn (mixed $event, object $context): mixed => Psr7Bridge::handle($handler, $event, $context);
+    }
+    // Laravel's Application is a Symfony HttpKernelInterface too: check it first.
+    if ($handler instanceof \Illuminate\Foundation\Application) {
+        return (new LaravelWorker($handler))->handle(...);
+    }
+    if ($handler instanceof \Symfony\Component\HttpKernel\HttpKernelInterface) {
+        return (new SymfonyWorker($handler))->handle(...);
+    }
+    if ($handler instanceof \Slim\App) {
+        if (!\class_exists(\Nyholm\Psr7\ServerRequest::class)) {
+            throw new RuntimeError('Runtime.MissingDependency', 'Slim apps need nyholm/psr7 for the response conversion: install the Debian package php-nyholm-psr7 on the node');
+        }
+        return (new SlimWorker($handler))->handle(...);
+    }
+    // Symfony Runtime's front controller: it returns a closure that builds the application.
+    if ($depth === 0 && $handler instanceof \Closure && symfony_runtime_loaded()) {
+        $app = SymfonyWorker::callFrontController($handler, $taskRoot);
+        return http_app($app, $taskRoot, 1) ?? throw new RuntimeError(
+            'Runtime.InvalidHandler',
+            'The front controller\'s closure returned ' . \get_debug_type($app) . '; in worker mode it must return a Symfony HttpKernelInterface, a PSR-15 RequestHandlerInterface, a Laravel Application or a Slim App',
+        );
+    }
+    return null;
+}
+
+/** True when the app went through `vendor/autoload_runtime.php` (Symfony Runtime). */
+function symfony_runtime_loaded(): bool
+{
+    foreach (\get_included_files() as $file) {
+        if (\str_ends_with($file, '/autoload_runtime.php')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/**
  * Load the user's handler and return the function that runs one invocation.
  *
  * @return \Closure(mixed, object): mixed
@@ -310,7 +382,7 @@ function load_handler(string $taskRoot, string $handlerName): \Closure
     $file = $handlerName[0] === '/' ? $handlerName : $taskRoot . '/' . $handlerName;
 
     if (\is_file($file)) {
-        $handler = require_isolated($file);
+        $handler = require_handler_file($file);
         $what = "The handler file `$handlerName`";
     } elseif (\preg_match('/^\\\\?[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*(\\\\[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)*$/', $handlerName)
         && \class_exists($handlerName)) {
@@ -323,11 +395,9 @@ function load_handler(string $taskRoot, string $handlerName): \Closure
         throw new RuntimeError('Runtime.NoSuchHandler', "Handler `$handlerName` doesn't exist in $taskRoot$hint");
     }
 
-    if ($handler instanceof \Psr\Http\Server\RequestHandlerInterface) {
-        if (!\class_exists(\Nyholm\Psr7\ServerRequest::class)) {
-            throw new RuntimeError('Runtime.MissingDependency', 'PSR-15 handlers need nyholm/psr7: `composer require nyholm/psr7`, or install the Debian package php-nyholm-psr7 on the node');
-        }
-        return static fn (mixed $event, object $context): mixed => Psr7Bridge::handle($handler, $event, $context);
+    $app = http_app($handler, $taskRoot);
+    if ($app !== null) {
+        return $app;
     }
     if (\is_object($handler) && !($handler instanceof \Closure) && \method_exists($handler, 'handle')) {
         return static fn (mixed $event, object $context): mixed => $handler->handle($event, $context);
@@ -335,9 +405,14 @@ function load_handler(string $taskRoot, string $handlerName): \Closure
     if (\is_callable($handler)) {
         return static fn (mixed $event, object $context): mixed => $handler($event, $context);
     }
+    // A classic front controller (Laravel's public/index.php, a legacy index.php) runs the
+    // request itself and returns nothing useful: say where such apps belong.
+    $hint = $handler === 1 || $handler === null
+        ? ' (a front controller that handles the request itself belongs on `runtime: php-82-fpm`; for Laravel in worker mode use `handler: bootstrap/app.php`)'
+        : '';
     throw new RuntimeError(
         'Runtime.InvalidHandler',
-        "$what must return a callable, a PSR-15 RequestHandlerInterface or an object with a handle(\$event, \$context) method; got " . \get_debug_type($handler),
+        "$what must return a callable, a PSR-15 RequestHandlerInterface, a Symfony HttpKernel, a Laravel Application, a Slim App or an object with a handle(\$event, \$context) method; got " . \get_debug_type($handler) . $hint,
     );
 }
 
@@ -354,6 +429,7 @@ function main(): void
     $handlerName = (string) \getenv('_HANDLER');
     $console = \getenv('TUSK_RUNTIME_MODE') === 'console';
     $max = (int) (\getenv('TUSK_MAX_INVOCATIONS') ?: \getenv('BREF_LOOP_MAX') ?: 0);
+    $maxMemory = (int) (\getenv('TUSK_MAX_MEMORY_MB') ?: 0) * 1024 * 1024;
 
     // A fatal error (or exit()) while loading or running the handler kills the process; report it
     // to the Runtime API first so the caller gets a useful error, then let the process die.
@@ -366,6 +442,18 @@ function main(): void
         if ($err !== null && ($err['type'] & (\E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR)) !== 0) {
             $message = "PHP Fatal error: {$err['message']} in {$err['file']} on line {$err['line']}";
         } else {
+            // exit() inside an HTTP request in worker mode: answer like php-fpm (the output so
+            // far), then let this instance end; the node starts a fresh one for the next request.
+            if (!$state->initializing && \class_exists(Worker::class, false) && Worker::$current !== null) {
+                try {
+                    $json = \json_encode(Worker::exitResponse(Worker::$current), JSON_OUT | \JSON_INVALID_UTF8_SUBSTITUTE);
+                    $api->request('POST', '/runtime/invocation/' . $state->invocationId . '/response', $json);
+                    \fwrite(\STDERR, "Tusk: the application called exit() during an HTTP request: response sent, instance replaced\n");
+                    return;
+                } catch (\Throwable) {
+                    // Fall through to the error report.
+                }
+            }
             $message = 'The function called exit() ' . ($state->initializing ? 'while loading the handler' : 'during the invocation');
         }
         $payload = ['errorType' => 'Runtime.ExitError', 'errorMessage' => $message, 'stackTrace' => []];
@@ -382,6 +470,19 @@ function main(): void
 
     register_fallback_autoloader();
     $jsonFlags = JSON_OUT;
+
+    // Everything printed goes to stdout (the logs) through this handler, never through PHP's
+    // own output layer: in the CLI SAPI the first byte out marks headers as sent, and from then
+    // on session_start(), session_id() and session ini changes fail, which in worker mode would
+    // break (or leak) sessions for the rest of the instance's life.
+    if (!$console) {
+        \ob_start(static function (string $out): string {
+            if ($out !== '') {
+                \fwrite(\STDOUT, $out);
+            }
+            return '';
+        }, 1);
+    }
 
     try {
         if ($console) {
@@ -407,7 +508,7 @@ function main(): void
     $state->initializing = false;
 
     try {
-        serve($api, $state, $invoke, $jsonFlags, $max);
+        serve($api, $state, $invoke, $jsonFlags, $max, $maxMemory);
     } catch (ApiUnreachable $e) {
         $state->invocationId = null;
         \fwrite(\STDERR, $e->getMessage() . "\n");
@@ -416,7 +517,7 @@ function main(): void
 }
 
 /** The invocation loop. */
-function serve(RuntimeApi $api, State $state, \Closure $invoke, int $jsonFlags, int $max): void
+function serve(RuntimeApi $api, State $state, \Closure $invoke, int $jsonFlags, int $max, int $maxMemory = 0): void
 {
     $obLevel = \ob_get_level();
 
@@ -469,6 +570,12 @@ function serve(RuntimeApi $api, State $state, \Closure $invoke, int $jsonFlags, 
         unset($event, $result, $json, $error, $payload, $context, $body);
 
         if ($max > 0 && $count >= $max) {
+            exit(0);
+        }
+        // Recycling on memory growth (an app that leaks a little per request): the response is
+        // already out, so leaving now costs no request; the node starts a fresh instance.
+        if ($maxMemory > 0 && \memory_get_usage() > $maxMemory) {
+            \fwrite(\STDERR, 'Tusk: instance recycled after ' . $count . ' invocations: memory ' . \intdiv(\memory_get_usage(), 1048576) . " MB > TUSK_MAX_MEMORY_MB\n");
             exit(0);
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::routes::{routes_for, Route, RouteTable};
 use crate::GatewayError;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -215,7 +215,37 @@ impl ControlPlane {
             Some(p) => (p.cli.clone(), p.cgi.clone()),
             None => (PathBuf::from("php"), PathBuf::from("php-cgi")),
         };
+        let volumes: Vec<tusk_sandbox::Volume> = f
+            .volumes
+            .iter()
+            .map(|v| tusk_sandbox::Volume {
+                name: v.name.clone(),
+                host_dir: self.data_dir.join("volumes").join(&v.name),
+                mount_path: v.mount_path.clone(),
+            })
+            .collect();
+        let mut environment: BTreeMap<String, String> = f
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), self.expand_markers(v)))
+            .collect();
+        let mounted = self.sandbox.level() != tusk_sandbox::Level::Off;
+        for v in &volumes {
+            // Where the instance finds the volume, e.g. TUSK_VOLUME_UPLOADS=/mnt/uploads (the
+            // node's own directory when instances are not sandboxed and see the host's paths).
+            let key = format!(
+                "TUSK_VOLUME_{}",
+                v.name.to_ascii_uppercase().replace(['-', '.'], "_")
+            );
+            let path = if mounted {
+                v.mount_path.clone()
+            } else {
+                v.host_dir.display().to_string()
+            };
+            environment.entry(key).or_insert(path);
+        }
         LaunchSpec {
+            volumes,
             function_arn: function_arn(&record.spec.region, &name),
             function_name: name,
             version: "$LATEST".to_string(),
@@ -224,11 +254,7 @@ impl ControlPlane {
             code_dir: code_dir.to_path_buf(),
             memory_mb: f.memory_size,
             timeout: Duration::from_secs(u64::from(f.timeout)),
-            environment: f
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), self.expand_markers(v)))
-                .collect(),
+            environment,
             region: record.spec.region.clone(),
             php_runtime_dir: self.php_runtime_dir.clone(),
             run_dir: self.socket_dir.clone(),
@@ -464,6 +490,12 @@ impl ControlPlane {
         warnings: &mut Vec<String>,
     ) -> Result<(), GatewayError> {
         for f in &spec.functions {
+            if let Some(v) = f.volumes.iter().find(|v| !v.is_valid()) {
+                return Err(GatewayError::BadRequest(format!(
+                    "function {}: volume `{}` at `{}` is invalid (a plain name, mounted under /mnt/)",
+                    f.name, v.name, v.mount_path
+                )));
+            }
             let php = f.kind != RuntimeKind::Provided;
             if php {
                 let Some(install) = &self.php else {

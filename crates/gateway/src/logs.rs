@@ -10,6 +10,12 @@ use tusk_store::{LogStream, NewLogLine, Store};
 
 const CHANNEL_CAPACITY: usize = 200_000;
 const BATCH: usize = 2_000;
+/// How long the writer keeps collecting after the first line of a batch. Every batch is one
+/// fsync'd SQLite transaction: under load, committing whatever is there at once means a
+/// commit for every few invocations (START/END/REPORT lines), a large share of the node's CPU
+/// per request. A few milliseconds later the same commit carries hundreds of lines; `tusk logs`
+/// readers see lines that much later.
+const COALESCE: Duration = Duration::from_millis(5);
 
 pub struct NodeLogs {
     tx: mpsc::Sender<NewLogLine>,
@@ -55,10 +61,18 @@ pub fn start(store: Arc<dyn Store>, retention: Duration) -> Arc<NodeLogs> {
             let mut batch = Vec::with_capacity(BATCH);
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
+                let deadline = Instant::now() + COALESCE;
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(l) => batch.push(l),
-                        Err(_) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            std::thread::sleep(left.min(Duration::from_millis(1)));
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
                     }
                 }
                 if let Err(e) = store.append_logs(&batch) {

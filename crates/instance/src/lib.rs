@@ -60,6 +60,8 @@ pub struct LaunchSpec {
     pub network: tusk_sandbox::Network,
     /// The node's sandbox: how instances are isolated.
     pub sandbox: Arc<Sandbox>,
+    /// Persistent volumes (`fileSystemConfig`), mounted read-write.
+    pub volumes: Vec<tusk_sandbox::Volume>,
 }
 
 impl LaunchSpec {
@@ -296,6 +298,7 @@ impl Instance {
 /// Creates the instance's cgroup and sandbox plan (cgroupfs work: off the async threads).
 async fn prepare_sandbox(spec: &Arc<LaunchSpec>, id: &str) -> Result<InstanceSandbox, StartError> {
     let sandboxed = spec.sandbox.level() != tusk_sandbox::Level::Off;
+    let volumes = spec.volumes.clone();
     let (spec, id) = (spec.clone(), id.to_string());
     let prepare = move || {
         spec.sandbox.prepare(&InstanceConfig {
@@ -305,15 +308,38 @@ async fn prepare_sandbox(spec: &Arc<LaunchSpec>, id: &str) -> Result<InstanceSan
             memory_mb: spec.memory_mb,
             tmp_mb: spec.ephemeral_mb,
             network: spec.network,
+            volumes: &spec.volumes,
         })
     };
     if !sandboxed {
+        link_volumes_unsandboxed(&volumes);
         return Ok(prepare()?);
     }
     tokio::task::spawn_blocking(prepare)
         .await
         .map_err(|e| StartError::Setup(std::io::Error::other(e.to_string())))?
         .map_err(StartError::from)
+}
+
+/// Without a sandbox there is no private mount namespace: point `localMountPath` at the
+/// volume with a symlink when that path is free (and the node may create it), so apps that
+/// hard-code `/mnt/NAME` still work. `TUSK_VOLUME_<NAME>` (set for every instance) names the
+/// directory either way.
+fn link_volumes_unsandboxed(volumes: &[tusk_sandbox::Volume]) {
+    for v in volumes {
+        let at = std::path::Path::new(&v.mount_path);
+        if std::fs::read_link(at).is_ok_and(|t| t == v.host_dir) {
+            continue;
+        }
+        let linked = at
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::os::unix::fs::symlink(&v.host_dir, at));
+        if let Err(e) = linked {
+            tracing::warn!(volume = %v.name, mount = %v.mount_path, error = %e,
+                "sandbox off: cannot link the volume at its localMountPath; the app can use TUSK_VOLUME_* instead");
+        }
+    }
 }
 
 impl Drop for Instance {

@@ -6,7 +6,9 @@ use crate::events;
 use crate::locate::{PathDisplay, Seg};
 use crate::runtime::{self, DetectError};
 use crate::vars::{key_str, scalar_to_string, Resolver};
-use crate::{Destinations, EventSpec, FunctionSpec, LoadOptions, Network, QueueSpec, ServiceSpec};
+use crate::{
+    Destinations, EventSpec, FunctionSpec, LoadOptions, Network, QueueSpec, ServiceSpec, VolumeSpec,
+};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,6 +47,13 @@ const QUIET_PROVIDER: [&str; 15] = [
     "description",
     "apiName",
 ];
+
+const VOLUME_SHAPE: &str =
+    "`fileSystemConfig` must be a mapping like {localMountPath: /mnt/data, arn: arn:aws:elasticfilesystem:REGION:ACCOUNT:access-point/NAME} (or `volume: NAME` instead of arn)";
+
+fn volume_name_from_path(rest: &str) -> String {
+    rest.rsplit('/').next().unwrap_or(rest).to_string()
+}
 
 const QUIET_FUNCTION: [&str; 5] = [
     "description",
@@ -437,7 +446,7 @@ impl Builder<'_> {
             match key.as_str() {
                 "handler" | "runtime" | "layers" | "memorySize" | "timeout" | "environment" | "events" | "reservedConcurrency"
                 | "provisionedConcurrency" | "ephemeralStorageSize" | "image" | "maximumRetryAttempts"
-                | "maximumEventAge" | "destinations" | "network" => {}
+                | "maximumEventAge" | "destinations" | "network" | "fileSystemConfig" => {}
                 k if QUIET_FUNCTION.contains(&k) => {}
                 "name" => self.warn(&kp, format!("`name` is ignored: Tusk names the function <service>-<stage>-{name}")),
                 k => self.warn(&kp, format!("function `{name}`: `{k}` is AWS-specific and has no effect in Tusk; ignored")),
@@ -543,6 +552,8 @@ impl Builder<'_> {
             }
         };
 
+        let volumes = self.file_system_config(&child(&p, "fileSystemConfig"), name)?;
+
         Ok(FunctionSpec {
             name: name.to_string(),
             handler,
@@ -560,7 +571,80 @@ impl Builder<'_> {
             maximum_event_age,
             destinations,
             network,
+            volumes,
         })
+    }
+
+    /// Lambda's `fileSystemConfig: {localMountPath: /mnt/NAME, arn: ...}` (one mapping, or a
+    /// list of them). The volume's name is Tusk's `volume:` key when given, else the access
+    /// point of an EFS access-point ARN (`...:access-point/fsap-123` → `fsap-123`), else the last
+    /// segment of `localMountPath`.
+    fn file_system_config(&mut self, p: &[Seg], function: &str) -> Result<Vec<VolumeSpec>, Diag> {
+        let items: Vec<Vec<Seg>> = match self.r.get_shallow(p)? {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Mapping(_)) => vec![p.to_vec()],
+            Some(Value::Sequence(items)) => (0..items.len())
+                .map(|i| {
+                    let mut ip = p.to_vec();
+                    ip.push(Seg::Index(i));
+                    ip
+                })
+                .collect(),
+            Some(_) => return Err(Diag::new(p, VOLUME_SHAPE)),
+        };
+        let mut out: Vec<VolumeSpec> = Vec::new();
+        for ip in items {
+            let Some(item @ Value::Mapping(_)) = self.r.get_shallow(&ip)? else {
+                return Err(Diag::new(&ip, VOLUME_SHAPE));
+            };
+            for key in keys(&item) {
+                if !matches!(key.as_str(), "localMountPath" | "arn" | "volume") {
+                    self.warn(&child(&ip, &key), format!("fileSystemConfig: `{key}` is not used by Tusk; it knows localMountPath, arn and volume"));
+                }
+            }
+            let mount_at = child(&ip, "localMountPath");
+            let mount_path = match self.string(&mount_at)? {
+                Some(m) => m,
+                None => return Err(Diag::new(&ip, format!("function `{function}`: fileSystemConfig needs `localMountPath` (e.g. /mnt/data)"))),
+            };
+            let rest = mount_path.strip_prefix("/mnt/").unwrap_or("");
+            if rest.is_empty()
+                || rest
+                    .split('/')
+                    .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            {
+                return Err(Diag::new(
+                    &mount_at,
+                    format!("localMountPath `{mount_path}` must be a path under /mnt/ (e.g. /mnt/data), as on Lambda"),
+                ));
+            }
+            let volume_at = child(&ip, "volume");
+            let arn_at = child(&ip, "arn");
+            let (name, name_at) = match self.string(&volume_at)? {
+                Some(v) => (v, volume_at),
+                None => match self.string(&arn_at)? {
+                    Some(arn) => match arn.rsplit_once(":access-point/") {
+                        Some((_, ap)) => (ap.to_string(), arn_at),
+                        None => (volume_name_from_path(rest), mount_at.clone()),
+                    },
+                    None => (volume_name_from_path(rest), mount_at.clone()),
+                },
+            };
+            if !VolumeSpec::valid_name(&name) {
+                return Err(Diag::new(
+                    &name_at,
+                    format!("volume name `{name}` may use only letters, digits, `-`, `_` and `.` (at most 64); set `volume: NAME` to choose one"),
+                ));
+            }
+            if out.iter().any(|v| v.mount_path == mount_path) {
+                return Err(Diag::new(
+                    &mount_at,
+                    format!("function `{function}` mounts two volumes at {mount_path}"),
+                ));
+            }
+            out.push(VolumeSpec { name, mount_path });
+        }
+        Ok(out)
     }
 
     fn destinations(&mut self, p: &[Seg]) -> Result<Destinations, Diag> {

@@ -67,6 +67,47 @@ pub struct FunctionSpec {
     /// `network: none` (a Tusk extension): no network in the instance but its Runtime API.
     #[serde(default)]
     pub network: Network,
+    /// Persistent volumes (Lambda's `fileSystemConfig`), mounted read-write in every instance.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+/// A named persistent directory on the node (`DATA_DIR/volumes/NAME`), shared by every instance
+/// that mounts it and kept across deploys and restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    /// `[A-Za-z0-9_.-]`, at most 64 characters, not `.` or `..`.
+    pub name: String,
+    /// Absolute path inside the instance, under `/mnt/` as Lambda requires.
+    pub mount_path: String,
+}
+
+impl VolumeSpec {
+    /// A name that is one plain directory under `DATA_DIR/volumes`.
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 64
+            && name != "."
+            && name != ".."
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+
+    /// A path under `/mnt/` without empty, `.` or `..` segments.
+    pub fn valid_mount_path(path: &str) -> bool {
+        path.strip_prefix("/mnt/").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        })
+    }
+
+    /// Checked again by the node: a spec can reach it without the CLI's parser.
+    pub fn is_valid(&self) -> bool {
+        Self::valid_name(&self.name) && Self::valid_mount_path(&self.mount_path)
+    }
 }
 
 /// A function's network access.

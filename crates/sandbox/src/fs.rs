@@ -118,6 +118,8 @@ pub(crate) struct RootSpec<'a> {
     pub code_dir: &'a Path,
     pub runtime_dir: &'a Path,
     pub tmp_mb: u32,
+    /// Persistent volumes, bound read-write.
+    pub volumes: &'a [crate::Volume],
     pub uid: u32,
     pub gid: u32,
 }
@@ -266,6 +268,26 @@ impl MountPlan {
             },
             "mount /tmp".into(),
         );
+
+        for volume in spec.volumes {
+            // Validated by the manifest (under /mnt/, no `..`); checked again because a bind
+            // outside the new root must never happen.
+            if !volume.mount_path.starts_with("/mnt/")
+                || volume.mount_path.split('/').any(|s| s == "..")
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("volume mount path {} is not under /mnt/", volume.mount_path),
+                ));
+            }
+            mkdirs(&mut plan, &volume.mount_path)?;
+            plan.bind(
+                &volume.host_dir,
+                at(&volume.mount_path)?,
+                false,
+                volume.mount_path.clone(),
+            )?;
+        }
 
         mkdirs(&mut plan, "dev")?;
         plan.push(
@@ -524,6 +546,7 @@ mod tests {
                 code_dir: Path::new("/data/code/abc"),
                 runtime_dir: Path::new("/data/runtime/php"),
                 tmp_mb: 512,
+                volumes: &[],
                 uid: 1234,
                 gid: 1234,
             },

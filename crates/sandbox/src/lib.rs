@@ -589,7 +589,15 @@ impl Sandbox {
             },
             ..ChildPlan::default()
         };
-        let uid = UID_BASE + random_u32() % UID_SPAN;
+        let uid = volume_uid(cfg.volumes).unwrap_or_else(|| UID_BASE + random_u32() % UID_SPAN);
+        for volume in cfg.volumes {
+            std::fs::create_dir_all(&volume.host_dir).map_err(SandboxError::Setup)?;
+            if self.ids {
+                // Owned by the instances' uid so they can write it; the node (root) still can.
+                std::os::unix::fs::chown(&volume.host_dir, Some(uid), Some(uid))
+                    .map_err(SandboxError::Setup)?;
+            }
+        }
         if self.namespaces {
             plan.unshare_flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
             if cgroup.is_some() {
@@ -606,6 +614,7 @@ impl Sandbox {
                         runtime_dir: &std::path::absolute(cfg.runtime_dir)
                             .map_err(SandboxError::Setup)?,
                         tmp_mb: cfg.tmp_mb,
+                        volumes: cfg.volumes,
                         uid,
                         gid: uid,
                     },
@@ -722,6 +731,7 @@ impl Sandbox {
                 runtime_dir: &empty,
                 memory_mb: 128,
                 tmp_mb: 16,
+                volumes: &[],
                 network: Network::None,
             })
             .map_err(|e| e.to_string())?;
@@ -769,6 +779,29 @@ pub struct InstanceConfig<'a> {
     pub memory_mb: u32,
     pub tmp_mb: u32,
     pub network: Network,
+    /// Persistent directories mounted read-write (created when missing).
+    pub volumes: &'a [Volume],
+}
+
+/// A node directory an instance sees read-write at `mount_path` (`fileSystemConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub host_dir: PathBuf,
+    pub mount_path: String,
+}
+
+/// The uid of instances that mount volumes: the same for every instance of every function
+/// mounting the first of those volumes, so files one instance writes (PHP's session files are
+/// 0600) stay readable and writable by the next. Instances without volumes keep a random uid.
+fn volume_uid(volumes: &[Volume]) -> Option<u32> {
+    let first = volumes.first()?;
+    // FNV-1a: stable across restarts and builds (std's hasher is not).
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in first.name.bytes() {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    Some(UID_BASE + hash % UID_SPAN)
 }
 
 #[derive(Debug, Default)]

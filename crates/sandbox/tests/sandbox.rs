@@ -57,6 +57,7 @@ fn instance(f: &Fixture, id: &str, memory_mb: u32, network: Network) -> Arc<Inst
                 memory_mb,
                 tmp_mb: 8,
                 network,
+                volumes: &[],
             })
             .unwrap(),
     )
@@ -361,4 +362,55 @@ async fn freeze_cost() {
     );
     child.start_kill().unwrap();
     let _ = child.wait().await;
+}
+
+#[tokio::test]
+async fn volumes_are_writable_persistent_and_shared_by_one_uid() {
+    let Some(f) = full() else { return };
+    let host = f._dir.path().join("volumes").join("wiki");
+    let volumes = [tusk_sandbox::Volume {
+        name: "wiki".into(),
+        host_dir: host.clone(),
+        mount_path: "/mnt/wiki".into(),
+    }];
+    let prepare = |id: &str| {
+        Arc::new(
+            f.sandbox
+                .prepare(&InstanceConfig {
+                    id,
+                    code_dir: &f.code,
+                    runtime_dir: &f.runtime,
+                    memory_mb: 128,
+                    tmp_mb: 8,
+                    network: Network::Host,
+                    volumes: &volumes,
+                })
+                .unwrap(),
+        )
+    };
+    let first = prepare("t-vol-1");
+    let (code, out) = sh(
+        &first,
+        "echo page > /mnt/wiki/page.txt && chmod 600 /mnt/wiki/page.txt && id -u",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("page.txt")).unwrap(),
+        "page\n"
+    );
+    // A later instance (another process, same volume) reads and rewrites the 0600 file.
+    let second = prepare("t-vol-2");
+    assert_eq!(first.uid(), second.uid());
+    let (code, out) = sh(
+        &second,
+        "cat /mnt/wiki/page.txt && echo more >> /mnt/wiki/page.txt && id -u",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("page\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("page.txt")).unwrap(),
+        "page\nmore\n"
+    );
 }

@@ -307,6 +307,7 @@ mod tests {
                 maximum_event_age: None,
                 destinations: Default::default(),
                 network: Default::default(),
+                volumes: vec![],
             }],
             queues: vec![],
         }
