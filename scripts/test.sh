@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 TUSK_WITH_TEST_TOOLS=1 ./scripts/install-deps.sh
 
+./scripts/validate-k8s.sh   # deploy/kubernetes: render every overlay, validate against the schema, check
+
 echo "==> cargo test"
 cargo test --workspace --quiet
 
