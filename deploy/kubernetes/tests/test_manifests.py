@@ -218,12 +218,16 @@ def test_sandbox_security_context(rendered):
     sc = container(dep, "tusk")["securityContext"]
     sandbox = env(container(dep, "tusk"))["TUSK_SANDBOX"]["value"]
     assert pod["automountServiceAccountToken"] is False
+    (ns,) = of_kind(objs, "Namespace")
+    level = ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
     if name.endswith("+degraded"):
+        assert level == "restricted"
         assert sandbox == "auto", "degraded must not ask for full isolation"
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["allowPrivilegeEscalation"] is False
         return
+    assert level == "privileged", "Pod Security admits CAP_SYS_ADMIN only at `privileged`"
     assert pod["securityContext"]["runAsUser"] == 0, "the sandbox is set up by root"
     if name.endswith("+privileged"):
         assert sc["privileged"] is True
@@ -249,3 +253,28 @@ def test_rendered_nats_config_is_accepted_by_nats_server(rendered, tmp_path):
     out = subprocess.run(["nats-server", "-t", "-c", str(tmp_path / "nats.conf")],
                          env=run_env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_pod_security_level_of_the_namespace_admits_every_pod(rendered):
+    """The namespace's enforce label must admit what is in it; `restricted` is checked here
+    (the rules a pod spec can break: non-root, no escalation, all capabilities dropped,
+    a seccomp profile); `privileged` admits anything."""
+    _, objs = rendered
+    (ns,) = of_kind(objs, "Namespace")
+    if ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] != "restricted":
+        return
+    for w in of_kind(objs, "Deployment") + of_kind(objs, "StatefulSet"):
+        pod = w["spec"]["template"]["spec"]
+        psc = pod.get("securityContext", {})
+        for c in pod["containers"]:
+            sc = c.get("securityContext", {})
+            where = f"{w['metadata']['name']}/{c['name']}"
+            assert sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, where
+            assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("privileged") in (None, False), where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}, where
+            seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+            assert seccomp in ("RuntimeDefault", "Localhost"), where
+            assert sc.get("appArmorProfile", {}).get("type") != "Unconfined", where
