@@ -6,14 +6,14 @@ cd "$(dirname "$0")/.."
 
 TUSK_WITH_TEST_TOOLS=1 ./scripts/install-deps.sh
 
-./scripts/validate-k8s.sh   # deploy/kubernetes: render every overlay, validate against the schema, check
-
 echo "==> cargo test"
 cargo test --workspace --quiet
 
 echo "==> building tusk"
 cargo build --quiet --bin tusk
 export TUSK_BIN="$PWD/target/debug/tusk"
+
+./scripts/validate-k8s.sh   # deploy/kubernetes: render every overlay, validate against the schema, check
 
 echo "==> end-to-end tests"
 python3 -m pytest -q tests/

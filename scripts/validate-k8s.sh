@@ -8,6 +8,9 @@
 #   3. runs deploy/kubernetes/tests (pytest) on the rendered output: probes on /_tusk/health,
 #      the admin token from a Secret, 3 NATS servers with JetStream, routes and volumes, PDBs,
 #      the sandbox's securityContext, and `nats-server -t` on the rendered nats.conf;
+#      With a built tusk (TUSK_BIN, or target/debug/tusk) and root, it also starts a node as the
+#      production pod would (entrypoint, environment, capabilities) and deploys and invokes
+#      examples/hello-function through it (tests/test_pod_start.py);
 #   4. runs the rendered nats.conf of each overlay as the StatefulSet would, three servers in
 #      network namespaces of their own (deploy/kubernetes/tests/nats-cluster.sh; needs root and
 #      Debian's nats-server, installed when missing; skipped without root).
@@ -56,7 +59,7 @@ if ! python3 -c "import kubernetes_validate" 2>/dev/null; then
   log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION (PyPI)"
   python3 -m pip install -q --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
-python3 -c "import pytest, yaml" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore pytest pyyaml
+python3 -c "import pytest, yaml, requests" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore pytest pyyaml requests
 if ! command -v nats-server >/dev/null && [[ $(id -u) == 0 ]]; then
   log "installing Debian's nats-server (checks the rendered nats.conf)"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; } ||
