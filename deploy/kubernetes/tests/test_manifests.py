@@ -278,3 +278,24 @@ def test_pod_security_level_of_the_namespace_admits_every_pod(rendered):
             seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
             assert seccomp in ("RuntimeDefault", "Localhost"), where
             assert sc.get("appArmorProfile", {}).get("type") != "Unconfined", where
+
+
+def test_nats_network_policy_lets_tusk_in_and_the_servers_route(rendered):
+    _, objs = rendered
+    sts = one(objs, "StatefulSet", "nats")
+    tusk = one(objs, "Deployment", "tusk")
+    pol = one(objs, "NetworkPolicy", "nats")
+    assert selects(pol["spec"]["podSelector"], pod_labels(sts))
+    assert pol["spec"]["policyTypes"] == ["Ingress"]
+    c = container(sts, "nats")
+
+    def allowed(labels):
+        ports = set()
+        for rule in pol["spec"]["ingress"]:
+            if any(selects(peer["podSelector"], labels) for peer in rule["from"]):
+                ports |= {named_port(c, p["port"]) for p in rule["ports"]}
+        return ports
+
+    assert allowed(pod_labels(tusk)) == {4222}
+    assert allowed(pod_labels(sts)) == {6222}
+    assert allowed({"app": "something-else"}) == set()
