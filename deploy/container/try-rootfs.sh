@@ -3,7 +3,9 @@
 # debootstraps Debian bookworm with the packages the Containerfile installs (read from it),
 # adds the tusk binary and the entrypoint where the image has them, and starts the node in it
 # the way the production pod starts it: its own mount and PID namespaces, pivot_root into the
-# image's filesystem, /sys/fs/cgroup read-only (as Kubernetes mounts it), only the
+# image's filesystem, a cgroup of its own bound read-only at /sys/fs/cgroup/<controller> (as
+# a container runtime does on cgroup v1; the node must not see other nodes' cgroups: from its
+# PID namespace it cannot tell that they are alive, and would reap them), only the
 # capabilities of deploy/kubernetes/base/tusk/deployment.yaml, TUSK_SANDBOX=full, the
 # entrypoint as PID 1's parent (tusk then runs as PID 1). Then deploys and invokes
 # examples/hello-function and examples/web-app through it, and stops it with SIGTERM.
@@ -46,15 +48,35 @@ EOF
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 token=$(openssl rand -hex 32)
 log=$(mktemp)
+# A cgroup of its own in each v1 hierarchy the sandbox uses, like a container's.
+# (cgroup v2 hosts: not handled here; see the README's "Not verified".)
+cg_name="tusk-try-$$"
+cg_dirs=()
+for ctrl in memory cpu cpuacct pids freezer; do
+  mp="/sys/fs/cgroup/$ctrl"
+  grep -qs " $mp cgroup " <(awk '{print "", $5, $(NF-2), ""}' /proc/self/mountinfo) || continue
+  own=$(awk -F: -v c="$ctrl" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' /proc/self/cgroup)
+  dir="$mp${own%/}/$cg_name"
+  mkdir -p "$dir"
+  cg_dirs+=("$ctrl:$dir")
+done
+[[ ${#cg_dirs[@]} -gt 0 ]] || { echo "no cgroup v1 hierarchies found (cgroup v2 host?)" >&2; exit 1; }
 echo "==> starting the node in $rootfs (capabilities $caps), log in $log"
 unshare --mount --pid --fork --propagation private bash -c '
   set -e
   rootfs=$1 caps=$2 port=$3 token=$4
+  shift 4
+  for d in "$@"; do echo $$ >"${d#*:}/cgroup.procs"; done
   mount --bind "$rootfs" "$rootfs"
   mount -t proc proc "$rootfs/proc"
-  mount --rbind /sys "$rootfs/sys"
-  for mp in $(awk -v p="$rootfs/sys/fs/cgroup" "index(\$5, p) == 1 { print \$5 }" /proc/self/mountinfo); do
-    mount -o remount,bind,ro "$mp"
+  # A fresh sysfs, as a runtime mounts it (not the host /sys with its cgroup mounts).
+  mount -t sysfs -o ro sysfs "$rootfs/sys"
+  # Only this node'"'"'s cgroups, read-only, as the runtime mounts them.
+  mount -t tmpfs -o mode=755 cgroup "$rootfs/sys/fs/cgroup"
+  for d in "$@"; do
+    mkdir -p "$rootfs/sys/fs/cgroup/${d%%:*}"
+    mount --bind "${d#*:}" "$rootfs/sys/fs/cgroup/${d%%:*}"
+    mount -o remount,bind,ro "$rootfs/sys/fs/cgroup/${d%%:*}"
   done
   mount --rbind /dev "$rootfs/dev"
   cd "$rootfs"
@@ -63,7 +85,7 @@ unshare --mount --pid --fork --propagation private bash -c '
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     TUSK_LISTEN=127.0.0.1:$port TUSK_DATA_DIR=/var/lib/tusk TUSK_SANDBOX=full \
     TUSK_ADMIN_TOKEN=$token RUST_LOG=info /usr/local/bin/tusk-entrypoint serve"
-' try-rootfs "$rootfs" "$caps" "$port" "$token" >"$log" 2>&1 &
+' try-rootfs "$rootfs" "$caps" "$port" "$token" "${cg_dirs[@]}" >"$log" 2>&1 &
 runner=$!
 node_pid() { pgrep -P "$runner" -x tusk || true; }
 stop() {
@@ -72,6 +94,15 @@ stop() {
   [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 40); do kill -0 "$runner" 2>/dev/null || break; sleep 0.25; done
   kill -KILL "$runner" 2>/dev/null || true
+  remove_cgroups
+}
+remove_cgroups() {
+  local d sub
+  for d in "${cg_dirs[@]}"; do
+    for sub in "${d#*:}"/*/; do [[ -d $sub ]] && rmdir "$sub" 2>/dev/null; done
+    for _ in $(seq 1 20); do rmdir "${d#*:}" 2>/dev/null && break; sleep 0.1; done
+  done
+  return 0
 }
 trap stop EXIT
 
@@ -97,4 +128,5 @@ for _ in $(seq 1 40); do kill -0 "$runner" 2>/dev/null || break; sleep 0.25; don
 if kill -0 "$runner" 2>/dev/null; then echo "FAIL: SIGTERM did not stop the node" >&2; exit 1; fi
 grep -q "shutting down" "$log" && echo "    SIGTERM: the node shut down"
 trap - EXIT
+remove_cgroups
 echo "ok"
