@@ -13,6 +13,8 @@ echo "==> building tusk"
 cargo build --quiet --bin tusk
 export TUSK_BIN="$PWD/target/debug/tusk"
 
+./scripts/validate-k8s.sh   # deploy/kubernetes: render every overlay, validate against the schema, check
+
 echo "==> end-to-end tests"
 python3 -m pytest -q tests/
 
