@@ -328,16 +328,21 @@ impl Sandbox {
         let layout = cgroup::detect_layout().unwrap_or_default();
         // Nodes that died without cleaning up (SIGKILL, crash) may have left instances behind,
         // frozen ones included: kill them, in the background (their reaping can take a while).
+        // Node cgroups are named after the node's PID namespace and pid: whether a node is
+        // gone can only be told from inside its own PID namespace (a node in a container sees
+        // the host's cgroups but not the host's processes), so only those are judged.
+        let prefix = format!("tusk-{}-", pid_namespace_id());
         let stale_layout = layout.clone();
+        let stale_prefix = prefix.clone();
         let _ = std::thread::Builder::new()
             .name("tusk-cgroup-gc".into())
             .spawn(move || {
-                let stale = cgroup::cleanup_stale(&stale_layout, "tusk-");
+                let stale = cgroup::cleanup_stale(&stale_layout, &stale_prefix);
                 if stale > 0 {
                     tracing::info!(stale, "removed cgroups left by nodes that are gone");
                 }
             });
-        let cgroups = NodeCgroups::setup(&layout, &format!("tusk-{}", std::process::id()));
+        let cgroups = NodeCgroups::setup(&layout, &format!("{prefix}{}", std::process::id()));
 
         let host_fs = fs::HostFs::detect(&options.extra_readonly);
         // Absolute: the child changes directories before it mounts anything.
@@ -1029,6 +1034,14 @@ impl InstanceSandbox {
     pub fn pids(&self) -> Vec<i32> {
         self.cgroup.as_ref().map(|c| c.pids()).unwrap_or_default()
     }
+}
+
+/// The inode of our PID namespace (what `readlink /proc/self/ns/pid` shows in brackets).
+fn pid_namespace_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0)
 }
 
 /// Asks sock_diag about a loopback connection of our own.
