@@ -1,7 +1,8 @@
 //! Durable node state: deployed services and their functions, and function logs.
 //!
 //! [`Store`] is the seam between a single node (embedded SQLite, [`SqliteStore`]) and a cluster
-//! (NATS JetStream, planned). Calls are synchronous; async callers use `spawn_blocking`.
+//! (NATS JetStream, `tusk_cluster::ClusterStore`). Calls are synchronous; async callers use
+//! `spawn_blocking`.
 
 mod sqlite;
 
@@ -16,6 +17,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot open the data directory {path}: {source}")]
     Io {
         path: String,
