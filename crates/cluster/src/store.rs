@@ -4,7 +4,7 @@
 //! The [`Store`] trait is synchronous (the gateway calls it from blocking threads), so each
 //! call runs its JetStream work on the node's runtime with [`tokio::runtime::Handle::block_on`].
 
-use crate::{js_err, Cluster, ClusterError, LOGS_STREAM};
+use crate::{js_err, Cluster, ClusterError, LOGS_STREAM, PACKAGES_BUCKET};
 use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::DirectGetErrorKind;
@@ -91,26 +91,36 @@ impl ClusterStore {
     }
 
     /// Downloads a package into `dest` (through a temporary file, checking its sha256).
+    ///
+    /// Chunks are read with direct gets rather than the Object Store's reader: that reader
+    /// needs an ephemeral consumer, which nats-server 2.9 may place on a peer that is down.
     pub async fn fetch_package(&self, sha: &str, dest: &Path) -> Result<(), ClusterError> {
-        let mut object = self
+        let info = self
             .cluster
             .packages
-            .get(sha)
+            .info(sha)
             .await
-            .map_err(js_err(format!("cannot fetch package {sha}")))?;
+            .map_err(js_err(format!("cannot find package {sha}")))?;
+        let stream = self
+            .cluster
+            .js
+            .get_stream(format!("OBJ_{PACKAGES_BUCKET}"))
+            .await
+            .map_err(js_err("cannot open the package store"))?;
+        let subject = format!("$O.{PACKAGES_BUCKET}.C.{}", info.nuid);
         let tmp = dest.with_extension(format!("part-{}", std::process::id()));
         let io = |e: std::io::Error| ClusterError::Io(format!("{}: {e}", tmp.display()));
         let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = object.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).await.map_err(io)?;
+        let mut next = 1;
+        for _ in 0..info.chunks {
+            let chunk = stream
+                .direct_get_next_for_subject(subject.as_str(), Some(next))
+                .await
+                .map_err(js_err(format!("cannot fetch package {sha}")))?;
+            next = chunk.sequence + 1;
+            hasher.update(&chunk.payload);
+            file.write_all(&chunk.payload).await.map_err(io)?;
         }
         file.sync_all().await.map_err(io)?;
         drop(file);
@@ -118,7 +128,7 @@ impl ClusterStore {
         if got != sha {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(ClusterError::Io(format!(
-                "package {sha} arrived corrupt (sha256 {got})"
+                "package {sha} arrived incomplete or corrupt (sha256 {got})"
             )));
         }
         tokio::fs::rename(&tmp, dest).await.map_err(io)?;
@@ -435,13 +445,18 @@ impl Store for ClusterStore {
         service: &str,
         stage: &str,
     ) -> Result<Option<ServiceRecord>, StoreError> {
-        let removed = self.local.remove_service(service, stage)?;
-        if removed.is_some() {
+        // The registry first: if that fails, this node keeps serving and says so.
+        let known = self
+            .local
+            .services()?
+            .iter()
+            .any(|s| s.spec.service == service && s.spec.stage == stage);
+        if known {
             self.runtime
                 .block_on(self.cluster.services.delete(key(service, stage)))
                 .map_err(|e| StoreError::Cluster(format!("cannot remove {service}: {e}")))?;
         }
-        Ok(removed)
+        self.local.remove_service(service, stage)
     }
 
     fn append_logs(&self, lines: &[NewLogLine]) -> Result<(), StoreError> {

@@ -17,7 +17,17 @@ pub async fn follow(state: Arc<AppState>, store: Arc<ClusterStore>) {
                 let mut changes = std::pin::pin!(changes);
                 while let Some(change) = changes.next().await {
                     match change {
-                        Ok(RegistryChange::Put(record)) => apply(&state, &store, record).await,
+                        Ok(RegistryChange::Put(record)) => {
+                            // Its own task: a panic in the NATS client while applying one
+                            // change must not end the watch.
+                            let (state, store) = (state.clone(), store.clone());
+                            if let Err(e) =
+                                tokio::spawn(async move { apply(&state, &store, record).await })
+                                    .await
+                            {
+                                tracing::error!(error = %e, "applying a registry change failed");
+                            }
+                        }
                         Ok(RegistryChange::Removed { service, stage }) => {
                             let local = store.local().clone();
                             let (svc, stg) = (service.clone(), stage.clone());
@@ -58,7 +68,12 @@ async fn apply(state: &AppState, store: &ClusterStore, record: ServiceRecord) {
     let path = state.control.package_path(&record.package);
     let mut tries = 0;
     while tokio::fs::metadata(&path).await.is_err() {
-        match store.fetch_package(&record.package, &path).await {
+        let fetch = store.fetch_package(&record.package, &path);
+        let fetched = match tokio::time::timeout(Duration::from_secs(60), fetch).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
+        match fetched {
             Ok(()) => break,
             Err(e) if tries < 30 => {
                 tries += 1;
