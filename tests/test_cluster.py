@@ -350,3 +350,55 @@ def run(nodes, nats, marks, tmp_path):
     b.cli("remove", "--service", "ev")
     assert wait_until(lambda: a.invoke("ev-dev-hello", {}).status_code == 404, 30), \
         "the removal did not reach the other node"
+
+
+SLOW = {
+    "serverless.yml": """
+service: busy
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  slow:
+    handler: slow.php
+    reservedConcurrency: 1
+""",
+    "slow.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
+}
+
+
+def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path):
+    """reservedConcurrency 1 per node: three calls at once on one node finish in about the
+    time of one or two, because the node forwards what it has no free instance for."""
+    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        a = nodes[0]
+        a.deploy(write_project(tmp_path / "busy", SLOW))
+        for n in nodes:
+            assert wait_until(lambda: n.invoke("busy-dev-slow").status_code == 200, 30)
+        time.sleep(2.5)  # every node has heard the others announce themselves
+
+        def call(_):
+            r = a.invoke("busy-dev-slow")
+            return r.status_code, r.headers.get("x-tusk-served-by")
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(call, range(3)))
+        took = time.time() - started
+        assert all(status == 200 for status, _ in answers), answers
+        served_by = {by for _, by in answers}
+        print(f"\nforwarding: 3 calls of 1 s on a node with room for 1: {took:.2f} s; served by {served_by}")
+        assert {n.url for n in nodes[1:]} & served_by, "no call was forwarded"
+        assert took < 2.6
+        # A node that only has busy peers queues the call itself, as a single node does.
+        nodes[1].stop(signal.SIGKILL)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(call, range(3)))
+        assert all(status == 200 for status, _ in answers), answers
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)

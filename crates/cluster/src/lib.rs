@@ -7,14 +7,17 @@
 //! - async invocations and schedule ticks: work-queue stream `TUSK_ASYNC`
 //!   (`tusk.async.FUNCTION`) with one durable pull consumer per function shared by every node,
 //!   explicit acks and a de-duplication window (schedules publish each tick under one id);
-//! - schedule anchors: KV bucket `tusk-schedules`.
+//! - schedule anchors: KV bucket `tusk-schedules`;
+//! - which nodes are up: each announces its URL on core NATS (`tusk.nodes`), see [`Peers`].
 //!
 //! [`ClusterStore`] implements [`tusk_store::Store`] and [`JetStreamTransport`] implements
 //! [`tusk_events::AsyncTransport`]: the same seams as a single node, second implementations.
 
+mod peers;
 mod store;
 mod transport;
 
+pub use peers::Peers;
 pub use store::{ClusterStore, RegistryChange};
 pub use transport::JetStreamTransport;
 

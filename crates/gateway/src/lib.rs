@@ -11,6 +11,7 @@ mod cluster_sync;
 mod control;
 mod event_config;
 mod events_api;
+mod forward;
 mod http_server;
 mod lambda_api;
 mod logs;
@@ -61,6 +62,8 @@ pub struct NodeConfig {
     pub cluster: Vec<String>,
     /// Copies JetStream keeps of the cluster's state (capped to 1 on a lone NATS server).
     pub cluster_replicas: usize,
+    /// The URL other nodes reach this one at (default `http://LISTEN`).
+    pub advertise_url: Option<String>,
 }
 
 impl NodeConfig {
@@ -80,6 +83,7 @@ impl NodeConfig {
             sandbox: tusk_sandbox::Mode::Auto,
             cluster: Vec::new(),
             cluster_replicas: 3,
+            advertise_url: None,
         }
     }
 }
@@ -110,6 +114,8 @@ pub(crate) struct AppState {
     pub credentials: tusk_auth::Credentials,
     pub logs: Arc<logs::NodeLogs>,
     pub listen: SocketAddr,
+    /// The other nodes of the cluster (none on a single node).
+    pub peers: Option<Arc<tusk_cluster::Peers>>,
 }
 
 fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_ {
@@ -237,6 +243,16 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         },
         logs,
         listen,
+        peers: cluster.as_ref().map(|c| {
+            let url = config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}"));
+            if listen.ip().is_unspecified() && config.advertise_url.is_none() {
+                tracing::warn!(%url, "listening on all interfaces: set --advertise-url so other nodes can forward calls here");
+            }
+            c.start_peers(url)
+        }),
     });
     state
         .control

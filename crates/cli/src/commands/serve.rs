@@ -73,6 +73,10 @@ pub struct Args {
         value_name = "N"
     )]
     pub cluster_replicas: usize,
+    /// The URL other cluster nodes reach this one at, to forward calls it has room for
+    /// (default: http://LISTEN).
+    #[arg(long, env = "TUSK_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -94,6 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
     config.cluster = tusk_cluster::parse_urls(&args.cluster);
     config.cluster_replicas = args.cluster_replicas;
+    config.advertise_url = args.advertise_url;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

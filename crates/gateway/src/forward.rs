@@ -1,0 +1,114 @@
+//! Forwarding a synchronous invocation to another node of the cluster when this node has no
+//! free instance for the function. The receiving node sees `X-Tusk-Forwarded` and runs the
+//! call only if it has a free slot at once (else 429 right away), and never forwards it on;
+//! when no node takes it, the call waits in this node's own queue as on a single node.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+
+pub const FORWARDED_HEADER: &str = "x-tusk-forwarded";
+
+/// Headers of the caller's request the other node needs.
+const PASSED: [&str; 3] = ["x-amz-log-type", "x-amz-client-context", "content-type"];
+/// Headers of the other node's answer the caller gets.
+const RETURNED: [&str; 6] = [
+    "content-type",
+    "x-amz-executed-version",
+    "x-amzn-requestid",
+    "x-amz-function-error",
+    "x-amz-log-result",
+    "retry-after",
+];
+
+pub enum ForwardError {
+    /// The node could not be reached: nothing ran there.
+    Unreachable(String),
+    /// The node went away with the call: it may or may not have run.
+    Lost(String),
+}
+
+pub struct Forwarded {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// POSTs the invocation to `peer` (a base URL such as `http://10.0.0.2:8080`).
+pub async fn invoke(
+    peer: &str,
+    function: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    token: &str,
+    timeout: Duration,
+) -> Result<Forwarded, ForwardError> {
+    let authority = peer
+        .strip_prefix("http://")
+        .unwrap_or(peer)
+        .trim_end_matches('/')
+        .to_string();
+    let connect = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(authority.clone()),
+    )
+    .await;
+    let stream = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ForwardError::Unreachable(e.to_string())),
+        Err(_) => return Err(ForwardError::Unreachable("connect timed out".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = Request::post(format!("/2015-03-31/functions/{function}/invocations"))
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(FORWARDED_HEADER, "1");
+    for name in PASSED {
+        if let Some(v) = headers.get(name) {
+            request = request.header(name, v.clone());
+        }
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?
+            .to_bytes();
+        let mut headers = HeaderMap::new();
+        for name in RETURNED {
+            if let Some(v) = parts.headers.get(name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        headers.insert("x-tusk-served-by", header_value(peer));
+        Ok(Forwarded {
+            status: parts.status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ForwardError::Lost("no answer in time".into())),
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("peer"))
+}
