@@ -402,3 +402,70 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
+
+
+DESTINATIONS = {
+    "serverless.yml": """
+service: dest
+provider:
+  name: aws
+  runtime: php-82
+  environment:
+    MARK_DIR: ${env:MARK_DIR}
+functions:
+  flaky:
+    handler: flaky.php
+    maximumRetryAttempts: 2
+    destinations:
+      onSuccess: sink
+      onFailure: sink
+  sink:
+    handler: sink.php
+""",
+    "flaky.php": """<?php
+return function ($e) {
+    file_put_contents(getenv('MARK_DIR') . "/try-{$e['i']}", "x\\n", FILE_APPEND);
+    if ($e['fail']) { throw new RuntimeException("failing {$e['i']}"); }
+    return ['ok' => $e['i']];
+};
+""",
+    "sink.php": """<?php
+return function ($r) {
+    $i = $r['requestPayload']['i'];
+    file_put_contents(getenv('MARK_DIR') . "/record-$i", json_encode($r) . "\\n", FILE_APPEND);
+    return null;
+};
+""",
+}
+
+
+def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["MARK_DIR"] = str(marks)
+    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    args = ["--sandbox", "off", "--async-retry-delay-ms", "300"]
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=args, env=env) for i in range(2)]
+    try:
+        for n in nodes:
+            n.start()
+        nodes[0].deploy(write_project(tmp_path / "dest", DESTINATIONS))
+        assert wait_until(lambda: nodes[1].invoke("dest-dev-sink", {"requestPayload": {"i": -1}}).status_code == 200, 30)
+        for i in range(20):
+            r = nodes[i % 2].invoke("dest-dev-flaky", {"i": i, "fail": i % 4 == 0},
+                                   headers={"X-Amz-Invocation-Type": "Event"})
+            assert r.status_code == 202, r.text
+        assert wait_until(lambda: all((marks / f"record-{i}").exists() for i in range(20)), 60, 0.2)
+        for i in range(20):
+            record = json.loads((marks / f"record-{i}").read_text().splitlines()[0])
+            tries = len((marks / f"try-{i}").read_text().split())
+            if i % 4 == 0:
+                assert record["requestContext"]["condition"] == "RetriesExhausted", record
+                assert record["requestContext"]["approximateInvokeCount"] == 3 and tries == 3
+                assert record["responseContext"]["functionError"] == "Unhandled"
+            else:
+                assert record["requestContext"]["condition"] == "Success", record
+                assert record["responsePayload"] == {"ok": i} and tries == 1
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
