@@ -246,3 +246,21 @@ async fn ensure_kv(
         .await
         .map_err(js_err(format!("cannot open the key-value bucket {bucket}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_may_be_comma_separated_or_repeated() {
+        let given = vec![
+            "nats://a:4222, nats://b:4222".to_string(),
+            "nats://c:4222,".to_string(),
+        ];
+        assert_eq!(
+            parse_urls(&given),
+            vec!["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+        assert!(parse_urls(&[]).is_empty());
+    }
+}

@@ -421,6 +421,25 @@ impl ClusterStore {
     }
 }
 
+impl ClusterStore {
+    /// Runs JetStream work for a (blocking) `Store` call on the node's runtime. A panic in the
+    /// NATS client becomes an error: the log writer thread must outlive it.
+    fn run<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, StoreError> {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.runtime.block_on(work)));
+        match outcome {
+            Ok(result) => result.map_err(to_store),
+            Err(_) => Err(StoreError::Cluster(format!(
+                "{what}: the NATS client failed"
+            ))),
+        }
+    }
+}
+
 impl Store for ClusterStore {
     fn put_service(
         &self,
@@ -428,10 +447,9 @@ impl Store for ClusterStore {
         package: &str,
         now_ms: i64,
     ) -> Result<ServiceRecord, StoreError> {
-        let record = self
-            .runtime
-            .block_on(self.publish_service(spec, package, now_ms))
-            .map_err(to_store)?;
+        let record = self.run("cannot record the deployment", async {
+            self.publish_service(spec, package, now_ms).await
+        })?;
         self.local.put_record(&record)?;
         Ok(record)
     }
@@ -452,17 +470,19 @@ impl Store for ClusterStore {
             .iter()
             .any(|s| s.spec.service == service && s.spec.stage == stage);
         if known {
-            self.runtime
-                .block_on(self.cluster.services.delete(key(service, stage)))
-                .map_err(|e| StoreError::Cluster(format!("cannot remove {service}: {e}")))?;
+            self.run("cannot remove the service", async {
+                self.cluster
+                    .services
+                    .delete(key(service, stage))
+                    .await
+                    .map_err(js_err(format!("cannot remove {service}")))
+            })?;
         }
         self.local.remove_service(service, stage)
     }
 
     fn append_logs(&self, lines: &[NewLogLine]) -> Result<(), StoreError> {
-        self.runtime
-            .block_on(self.publish_logs(lines))
-            .map_err(to_store)
+        self.run("cannot publish log lines", self.publish_logs(lines))
     }
 
     fn logs(
@@ -472,9 +492,10 @@ impl Store for ClusterStore {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError> {
-        self.runtime
-            .block_on(self.read_logs(function, since_ms, after_id, limit))
-            .map_err(to_store)
+        self.run(
+            "cannot read logs",
+            self.read_logs(function, since_ms, after_id, limit),
+        )
     }
 
     /// The log stream's `max_age` prunes; nothing to do here.
