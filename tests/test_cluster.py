@@ -266,6 +266,10 @@ def run(nodes, nats, marks, tmp_path):
         return any(any(runs(p)) for p in marks.glob("work-*"))
 
     assert wait_until(victim_working, 20, 0.1), "the victim node never took an async event"
+    # Any node reports the cluster-wide backlog (JetStream's, not its own database's).
+    overview = requests.get(f"{a.url}/_tusk/events", headers=a.auth(), timeout=10).json()
+    backlog = next(q for q in overview["queues"] if q["name"] == "async:ev-dev-work")
+    assert backlog["visible"] + backlog["in_flight"] > 0, backlog
     time.sleep(0.5)
     killed_at = time.time()
     victim.stop(signal.SIGKILL)

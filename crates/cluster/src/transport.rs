@@ -352,6 +352,30 @@ impl AsyncTransport for JetStreamTransport {
         Box::pin(self.consume_loop(events, function))
     }
 
+    fn depth<'a>(&'a self, function: &'a str) -> BoxFuture<'a, Result<(u64, u64), QueueError>> {
+        Box::pin(async move {
+            let stream = self
+                .cluster
+                .js
+                .get_stream(ASYNC_STREAM)
+                .await
+                .map_err(|e| QueueError::Cluster(format!("cannot open the async stream: {e}")))?;
+            let mut consumer = match stream
+                .get_consumer::<pull::Config>(&format!("async-{function}"))
+                .await
+            {
+                Ok(c) => c,
+                // No node has taken this function's events yet: none are in flight.
+                Err(_) => return Ok((0, 0)),
+            };
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| QueueError::Cluster(format!("cannot read the async consumer: {e}")))?;
+            Ok((info.num_pending, info.num_ack_pending as u64))
+        })
+    }
+
     fn schedule_anchor<'a>(
         &'a self,
         key: &'a str,

@@ -137,6 +137,9 @@ pub trait AsyncTransport: Send + Sync + 'static {
     /// Takes `function`'s events (shared with every other node) and runs them through
     /// [`Events::attempt`] until the task is aborted.
     fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()>;
+    /// How many of `function`'s events wait across the cluster, and how many are being run
+    /// (handed out, not yet acked).
+    fn depth<'a>(&'a self, function: &'a str) -> BoxFuture<'a, Result<(u64, u64), QueueError>>;
     /// The cluster-wide anchor of a rate schedule (the first node to ask sets it to `now_ms`),
     /// so every node computes the same ticks.
     fn schedule_anchor<'a>(
