@@ -197,12 +197,18 @@ def run(nodes, nats, marks, tmp_path):
     # -- deploy on one node; it goes live on the others ---------------------------------------
     os.environ["MARK_DIR"] = str(marks)
     project = write_project(tmp_path / "app", APP)
+    time.sleep(2.5)  # the nodes have heard each other announce themselves
     a.deploy(project)
     deployed = time.time()
+    # `tusk deploy` answers once the other nodes serve the new version too.
+    for n in (b, c):
+        info = requests.get(f"{n.url}/_tusk/functions/ev-dev-hello", headers=n.auth(), timeout=10)
+        assert info.status_code == 200 and info.json()["version"] == 1, info.text
     for n in (b, c):
         assert wait_until(lambda: n.invoke("ev-dev-hello", {"name": "x"}).status_code == 200, 30), \
             f"the deploy did not reach {n.url}"
-    print(f"\ndeploy live on every node {time.time() - deployed:.2f} s after `tusk deploy` returned on the first")
+    print(f"\ndeploy: every node served the new version when `tusk deploy` returned; "
+          f"first calls answered {time.time() - deployed:.2f} s later")
     for n in nodes:
         r = n.invoke("ev-dev-hello", {"name": n.url})
         assert r.status_code == 200 and r.json() == {"hello": n.url}, r.text
@@ -348,6 +354,8 @@ def run(nodes, nats, marks, tmp_path):
     (tmp_path / "app" / "hello.php").write_text("<?php return fn ($e) => ['hello' => 'v2'];")
     b.deploy(tmp_path / "app")
     redeployed = time.time()
+    info = requests.get(f"{a.url}/_tusk/functions/ev-dev-hello", headers=a.auth(), timeout=10)
+    assert info.json()["version"] == 2, "tusk deploy returned before the other node switched"
     assert wait_until(lambda: a.invoke("ev-dev-hello", {}).json() == {"hello": "v2"}, 30), \
         "the new version did not reach the other node"
     print(f"redeploy on one survivor live on the other {time.time() - redeployed:.2f} s later")
