@@ -374,6 +374,8 @@ functions:
   slow:
     handler: slow.php
     reservedConcurrency: 1
+    events:
+      - httpApi: 'GET /slow'
 """,
     "slow.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
 }
@@ -405,6 +407,20 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
         served_by = {by for _, by in answers}
         print(f"\nforwarding: 3 calls of 1 s on a node with room for 1: {took:.2f} s; served by {served_by}")
         assert {n.url for n in nodes[1:]} & served_by, "no call was forwarded"
+        assert took < 2.6
+        # The same through an httpApi route: the node forwards the API Gateway event.
+
+        def get(_):
+            r = requests.get(f"{a.url}/slow", timeout=30)
+            return r.status_code, r.headers.get("x-tusk-served-by")
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(get, range(3)))
+        took = time.time() - started
+        assert all(status == 200 for status, _ in answers), answers
+        print(f"forwarding: 3 GET /slow at once: {took:.2f} s; served by {({by for _, by in answers})}")
+        assert {n.url for n in nodes[1:]} & {by for _, by in answers}, "no route call was forwarded"
         assert took < 2.6
         # A node that only has busy peers queues the call itself, as a single node does.
         nodes[1].stop(signal.SIGKILL)
