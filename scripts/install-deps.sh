@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Tusk and its tests need, only when missing: PHP 8.2 (CLI, CGI, FPM, opcache)
-# from Debian's packages, nginx + wrk for the benchmarks, and the Python clients the
-# integration tests drive Tusk with (AWS CLI, boto3, pytest, requests).
+# and nats-server (JetStream, for the cluster test) from Debian's packages, nginx + wrk for
+# the benchmarks, and the Python clients the integration tests drive Tusk with (AWS CLI,
+# boto3, pytest, requests).
 set -euo pipefail
 
 # (Debian has no PSR-15 package: runtime/php ships those two interfaces itself.)
 want_debs=(curl php8.2-cli php8.2-cgi php8.2-fpm php8.2-opcache php-nyholm-psr7
-  php-psr-http-message php-psr-http-factory
+  php-psr-http-message php-psr-http-factory nats-server
   # The framework examples (examples/slim, symfony, laravel) autoload these from /usr/share/php.
   php-slim php-symfony-framework-bundle php-symfony-twig-bundle php-symfony-runtime php-symfony-console
   php-laravel-framework)

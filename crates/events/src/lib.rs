@@ -12,8 +12,10 @@ pub mod store;
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use store::{Message, NewMessage, Op, QueueConfig, QueueError, QueueStore};
 use tokio::sync::{Notify, Semaphore};
@@ -87,6 +89,66 @@ pub struct EventCounters {
     pub sqs_batches: AtomicU64,
 }
 
+/// A boxed future, so [`AsyncTransport`] stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One async invocation as it travels between nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsyncEvent {
+    /// The request id the caller got back.
+    pub id: String,
+    pub body: String,
+    /// 0 for the first try; retries count up.
+    pub attempt: u32,
+    /// When the event was first accepted (keeps its age across retries).
+    pub sent_ms: i64,
+    /// Not to be run before this time (a retry's delay); 0 = at once.
+    pub not_before_ms: i64,
+}
+
+/// What to do with an async event after one try (see [`Events::attempt`]).
+#[derive(Debug)]
+pub enum Decision {
+    /// Finished (succeeded, dropped or out of retries): remove it and send these records to
+    /// the destinations (`async:NAME` queues are functions).
+    Complete(Vec<(String, NewMessage)>),
+    /// The function failed: run it again after `delay` as try number `attempt`.
+    Retry {
+        delay: Duration,
+        attempt: u32,
+        error: String,
+    },
+    /// No instance was free: try again after the delay, as the same attempt.
+    Throttled(Duration),
+}
+
+/// Where async invocations travel when the node is one of a cluster (NATS JetStream); without
+/// one they stay in the node's [`QueueStore`].
+pub trait AsyncTransport: Send + Sync + 'static {
+    /// Durably enqueues an event for `function`. A second publish with the same `dedup_id`
+    /// inside the transport's window is dropped (schedules use it to fire once per tick).
+    /// Returns false when it was such a duplicate.
+    fn publish<'a>(
+        &'a self,
+        function: &'a str,
+        event: AsyncEvent,
+        dedup_id: String,
+    ) -> BoxFuture<'a, Result<bool, QueueError>>;
+    /// Takes `function`'s events (shared with every other node) and runs them through
+    /// [`Events::attempt`] until the task is aborted.
+    fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()>;
+    /// How many of `function`'s events wait across the cluster, and how many are being run
+    /// (handed out, not yet acked).
+    fn depth<'a>(&'a self, function: &'a str) -> BoxFuture<'a, Result<(u64, u64), QueueError>>;
+    /// The cluster-wide anchor of a rate schedule (the first node to ask sets it to `now_ms`),
+    /// so every node computes the same ticks.
+    fn schedule_anchor<'a>(
+        &'a self,
+        key: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<i64, QueueError>>;
+}
+
 struct FunctionState {
     config: FunctionEvents,
     tasks: Vec<JoinHandle<()>>,
@@ -99,6 +161,7 @@ pub struct Events {
     functions: RwLock<HashMap<String, FunctionState>>,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     wake: Notify,
+    transport: OnceLock<Arc<dyn AsyncTransport>>,
     pub counters: EventCounters,
 }
 
@@ -136,10 +199,23 @@ impl Events {
             functions: RwLock::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            transport: OnceLock::new(),
             counters: EventCounters::default(),
         });
         tokio::spawn(events.clone().dispatch_loop());
         Ok(events)
+    }
+
+    /// Sends async invocations (and schedule ticks) through `transport` from now on; call once,
+    /// before any function is configured.
+    pub fn set_transport(&self, transport: Arc<dyn AsyncTransport>) {
+        if self.transport.set(transport).is_err() {
+            tracing::warn!("the async transport was already set");
+        }
+    }
+
+    pub fn transport(&self) -> Option<&Arc<dyn AsyncTransport>> {
+        self.transport.get()
     }
 
     pub fn store(&self) -> &QueueStore {
@@ -169,6 +245,13 @@ impl Events {
                 config.function.clone(),
                 s.clone(),
             )));
+        }
+        if let Some(transport) = self.transport.get() {
+            tasks.push(tokio::spawn(
+                transport
+                    .clone()
+                    .consume(self.clone(), config.function.clone()),
+            ));
         }
         for m in &config.sqs {
             // A few pollers per mapping so one slow batch does not hold the queue.
@@ -204,7 +287,7 @@ impl Events {
         }
     }
 
-    fn config(&self, function: &str) -> Option<FunctionEvents> {
+    pub fn config(&self, function: &str) -> Option<FunctionEvents> {
         self.functions
             .read()
             .ok()?
@@ -218,9 +301,23 @@ impl Events {
             .map_err(|_| QueueError::Invalid("the payload must be UTF-8 JSON".into()))?;
         let message = new_message(body, serde_json::json!({"attempt": 0}));
         let id = message.id.clone();
-        self.store
-            .send(&async_queue(function), vec![message])
-            .await?;
+        match self.transport.get() {
+            Some(transport) => {
+                let event = AsyncEvent {
+                    id: id.clone(),
+                    body: message.body,
+                    attempt: 0,
+                    sent_ms: store::now_ms(),
+                    not_before_ms: 0,
+                };
+                transport.publish(function, event, id.clone()).await?;
+            }
+            None => {
+                self.store
+                    .send(&async_queue(function), vec![message])
+                    .await?;
+            }
+        }
         self.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(id)
@@ -232,7 +329,8 @@ impl Events {
         self.wake.notify_one();
     }
 
-    fn limit_for(&self, function: &str) -> Arc<Semaphore> {
+    /// How many of `function`'s async events this node runs at once.
+    pub fn limit_for(&self, function: &str) -> Arc<Semaphore> {
         let permits = self
             .dispatcher
             .get(function)
@@ -318,19 +416,49 @@ impl Events {
 
     async fn run_async(&self, config: &FunctionEvents, message: Message) {
         let queue = async_queue(&config.function);
-        let attempt = message
-            .attributes
-            .get("attempt")
-            .and_then(|a| a.as_u64())
-            .unwrap_or(0) as u32;
-        let age = Duration::from_millis((store::now_ms() - message.sent_ms).max(0) as u64);
+        let event = AsyncEvent {
+            id: message.id.clone(),
+            body: message.body.clone(),
+            attempt: message
+                .attributes
+                .get("attempt")
+                .and_then(|a| a.as_u64())
+                .unwrap_or(0) as u32,
+            sent_ms: message.sent_ms,
+            not_before_ms: 0,
+        };
+        match self.attempt(config, &event, message.receive_count).await {
+            Decision::Complete(send) => self.finish(&queue, &message.receipt, send).await,
+            Decision::Retry {
+                delay,
+                attempt,
+                error,
+            } => self.retry(&queue, &message, delay, &error, attempt).await,
+            Decision::Throttled(backoff) => {
+                self.retry(&queue, &message, backoff, "throttled", event.attempt)
+                    .await
+            }
+        }
+    }
+
+    /// Runs one try of an async event on this node and decides what happens next; the caller
+    /// carries the decision out on its queue. `deliveries` counts how often the event was
+    /// handed out (it stretches the back-off while the function stays busy).
+    pub async fn attempt(
+        &self,
+        config: &FunctionEvents,
+        event: &AsyncEvent,
+        deliveries: u32,
+    ) -> Decision {
+        let attempt = event.attempt;
+        let age = Duration::from_millis((store::now_ms() - event.sent_ms).max(0) as u64);
         let fail = |condition: &'static str, response: Option<Bytes>, error: Option<String>| {
             let record = records::invocation_record(&records::Outcome {
-                request_id: &message.id,
+                request_id: &event.id,
                 function_arn: &config.function_arn,
                 condition,
                 invoke_count: attempt + 1,
-                request_payload: message.body.as_bytes(),
+                request_payload: event.body.as_bytes(),
                 response: response.as_deref(),
                 function_error: error.as_deref(),
             });
@@ -341,84 +469,73 @@ impl Events {
                 .dropped_too_old
                 .fetch_add(1, Ordering::Relaxed);
             self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(function = %config.function, request_id = %message.id, "async event older than maximumEventAge dropped");
-            let send = fail("EventAgeExceeded", None, None);
-            self.finish(&queue, &message.receipt, send).await;
-            return;
+            tracing::warn!(function = %config.function, request_id = %event.id, "async event older than maximumEventAge dropped");
+            return Decision::Complete(fail("EventAgeExceeded", None, None));
         }
         let Some(pool) = self.dispatcher.get(&config.function) else {
-            tracing::warn!(function = %config.function, request_id = %message.id, "async event for a removed function dropped");
-            self.finish(&queue, &message.receipt, vec![]).await;
-            return;
+            tracing::warn!(function = %config.function, request_id = %event.id, "async event for a removed function dropped");
+            return Decision::Complete(vec![]);
         };
-        match pool.invoke(Bytes::from(message.body.clone()), None).await {
+        match pool.invoke(Bytes::from(event.body.clone()), None).await {
             Err(AcquireError::Throttled) => {
                 self.counters
                     .async_throttled
                     .fetch_add(1, Ordering::Relaxed);
                 // Back off while the function stays busy: 1 s, 2 s, 4 s ... up to a minute.
-                let backoff = Duration::from_secs(1 << message.receive_count.min(6))
-                    .min(Duration::from_secs(60));
-                self.retry(&queue, &message, backoff, "throttled", attempt)
-                    .await;
+                Decision::Throttled(
+                    Duration::from_secs(1 << deliveries.min(6)).min(Duration::from_secs(60)),
+                )
             }
-            Err(AcquireError::Start(e)) => {
-                self.after_error(config, &queue, &message, attempt, None, e.to_string())
-                    .await;
-            }
+            Err(AcquireError::Start(e)) => self.after_error(config, event, None, e.to_string()),
             Ok(result) => match result.result {
                 Ok(response) => {
                     self.counters
                         .async_succeeded
                         .fetch_add(1, Ordering::Relaxed);
                     let record = records::invocation_record(&records::Outcome {
-                        request_id: &message.id,
+                        request_id: &event.id,
                         function_arn: &config.function_arn,
                         condition: "Success",
                         invoke_count: attempt + 1,
-                        request_payload: message.body.as_bytes(),
+                        request_payload: event.body.as_bytes(),
                         response: Some(&response),
                         function_error: None,
                     });
-                    let send = self.destination_send(&config.on_success, record);
-                    self.finish(&queue, &message.receipt, send).await;
+                    Decision::Complete(self.destination_send(&config.on_success, record))
                 }
-                Err((body, error_type)) => {
-                    self.after_error(config, &queue, &message, attempt, Some(body), error_type)
-                        .await;
-                }
+                Err((body, error_type)) => self.after_error(config, event, Some(body), error_type),
             },
         }
     }
 
-    async fn after_error(
+    fn after_error(
         &self,
         config: &FunctionEvents,
-        queue: &str,
-        message: &Message,
-        attempt: u32,
+        event: &AsyncEvent,
         response: Option<Bytes>,
         error: String,
-    ) {
+    ) -> Decision {
+        let attempt = event.attempt;
         if attempt < config.max_retries {
             self.counters.async_retried.fetch_add(1, Ordering::Relaxed);
-            let delay = self.settings.retry_base_delay * 2u32.pow(attempt);
-            self.retry(queue, message, delay, &error, attempt + 1).await;
-            return;
+            return Decision::Retry {
+                delay: self.settings.retry_base_delay * 2u32.pow(attempt),
+                attempt: attempt + 1,
+                error,
+            };
         }
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         let record = records::invocation_record(&records::Outcome {
-            request_id: &message.id,
+            request_id: &event.id,
             function_arn: &config.function_arn,
             condition: "RetriesExhausted",
             invoke_count: attempt + 1,
-            request_payload: message.body.as_bytes(),
+            request_payload: event.body.as_bytes(),
             response: response.as_deref(),
             function_error: Some("Unhandled"),
         });
-        tracing::warn!(function = %config.function, request_id = %message.id, error = %error, "async event failed after all retries");
-        let send = self.destination_send(&config.on_failure, record);
-        self.finish(queue, &message.receipt, send).await;
+        tracing::warn!(function = %config.function, request_id = %event.id, error = %error, "async event failed after all retries");
+        Decision::Complete(self.destination_send(&config.on_failure, record))
     }
 
     async fn retry(

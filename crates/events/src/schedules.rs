@@ -3,7 +3,7 @@
 //! node was down are counted and logged, not replayed in a burst.
 
 use crate::store::{now_ms, Op, Reply};
-use crate::{async_queue, new_message, records, Events, ScheduleSpec};
+use crate::{async_queue, new_message, records, AsyncEvent, AsyncTransport, Events, ScheduleSpec};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,9 @@ fn ms(t: OffsetDateTime) -> i64 {
 }
 
 pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpec) {
+    if let Some(transport) = events.transport().cloned() {
+        return run_clustered(events, transport, function, spec).await;
+    }
     let state = match events
         .store
         .run(Op::ScheduleState {
@@ -69,18 +72,7 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
         let next_ms = ms(next);
         let wait = (next_ms - now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        let body = match &spec.input {
-            // Serverless passes a string `input` through as the event's JSON text.
-            Some(serde_json::Value::String(s))
-                if serde_json::from_str::<serde_json::Value>(s).is_ok() =>
-            {
-                s.clone()
-            }
-            Some(v) => v.to_string(),
-            None => {
-                records::scheduled_event(&events.settings.region, &spec.rule, next_ms).to_string()
-            }
-        };
+        let body = tick_body(&events, &spec, next_ms);
         let message = new_message(
             body,
             serde_json::json!({"attempt": 0, "schedule": spec.key}),
@@ -101,6 +93,92 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
             }
             Ok(_) => {}
             Err(e) => tracing::error!(function, error = %e, "cannot record a schedule tick"),
+        }
+        last = next_ms;
+    }
+}
+
+/// The event a tick delivers: the schedule's `input`, or a Scheduled Event.
+fn tick_body(events: &Events, spec: &ScheduleSpec, fire_ms: i64) -> String {
+    match &spec.input {
+        // Serverless passes a string `input` through as the event's JSON text.
+        Some(serde_json::Value::String(s))
+            if serde_json::from_str::<serde_json::Value>(s).is_ok() =>
+        {
+            s.clone()
+        }
+        Some(v) => v.to_string(),
+        None => records::scheduled_event(&events.settings.region, &spec.rule, fire_ms).to_string(),
+    }
+}
+
+/// In a cluster every node runs every schedule and publishes each tick with the id
+/// `KEY@TICK_MS`; the transport drops the copies (JetStream de-duplication), so a tick fires
+/// once however many nodes are up, and still fires while any one is.
+async fn run_clustered(
+    events: Arc<Events>,
+    transport: Arc<dyn AsyncTransport>,
+    function: String,
+    spec: ScheduleSpec,
+) {
+    let anchor_ms = loop {
+        match transport.schedule_anchor(&spec.key, now_ms()).await {
+            Ok(a) => break a,
+            Err(e) => {
+                tracing::warn!(function, schedule = %spec.schedule, error = %e, "cannot read the schedule's anchor; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let anchor = at(anchor_ms);
+    let mut last = now_ms() - 1;
+    loop {
+        let Some(next) = spec.schedule.next_after(at(last), anchor) else {
+            tracing::info!(function, schedule = %spec.schedule, "schedule has no future ticks");
+            return;
+        };
+        let next_ms = ms(next);
+        let wait = (next_ms - now_ms()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let event = AsyncEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            body: tick_body(&events, &spec, next_ms),
+            attempt: 0,
+            sent_ms: next_ms,
+            not_before_ms: 0,
+        };
+        let dedup = format!("{}@{next_ms}", spec.key);
+        // A tick is worth a few tries while the cluster fails over, not more than its period.
+        let mut tries = 0;
+        loop {
+            match transport
+                .publish(&function, event.clone(), dedup.clone())
+                .await
+            {
+                Ok(first) => {
+                    // Only the node whose copy JetStream kept counts the tick as fired.
+                    if first {
+                        events
+                            .counters
+                            .schedule_fired
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(function, error = %e, "cannot publish a schedule tick; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    tracing::error!(function, error = %e, "a schedule tick was not published");
+                    events
+                        .counters
+                        .schedule_missed
+                        .fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
         }
         last = next_ms;
     }

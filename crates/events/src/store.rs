@@ -17,6 +17,8 @@ pub enum QueueError {
     Invalid(String),
     #[error("the queue store has stopped")]
     Stopped,
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// A queue's settings (SQS attributes Tusk honours).

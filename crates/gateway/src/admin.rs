@@ -194,7 +194,26 @@ pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Respons
         }
     };
     match state.control.deploy(request.spec, &request.package).await {
-        Ok((record, warnings)) => {
+        Ok((record, mut warnings)) => {
+            // In a cluster, answer once every other node serves the new version too (or say
+            // which do not), so a finished deploy leaves no node on the old one.
+            let first = record.functions().next().map(|(full, _)| full);
+            if let (Some(peers), Some(function)) = (&state.peers, first) {
+                let lagging = crate::forward::wait_for_version(
+                    peers.list(),
+                    &function,
+                    record.version,
+                    &state.credentials.secret_access_key,
+                    std::time::Duration::from_secs(60),
+                )
+                .await;
+                for peer in lagging {
+                    warnings.push(format!(
+                        "node {peer} does not serve version {} yet; it switches when it has fetched the package",
+                        record.version
+                    ));
+                }
+            }
             let functions: Vec<Value> = record
                 .functions()
                 .map(|(full, f)| function_info(&state, &record, f, &full))

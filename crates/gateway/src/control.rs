@@ -563,6 +563,12 @@ impl ControlPlane {
                 "service {service} has no deployment at stage {stage}"
             )));
         };
+        Ok(self.deactivate(&record))
+    }
+
+    /// Stops serving a removed service: routes, pools, events.
+    fn deactivate(&self, record: &ServiceRecord) -> Vec<String> {
+        let (service, stage) = (&record.spec.service, &record.spec.stage);
         let names: Vec<String> = record.functions().map(|(n, _)| n).collect();
         if let Ok(mut routes) = self.routes.write() {
             let kept: Vec<Route> = routes
@@ -578,9 +584,56 @@ impl ControlPlane {
             self.events.unconfigure(name);
         }
         if let Ok(mut services) = self.services.write() {
-            services.retain(|s| !(s.spec.service == service && s.spec.stage == stage));
+            services.retain(|s| !(&s.spec.service == service && &s.spec.stage == stage));
         }
-        Ok(names)
+        names
+    }
+
+    /// The version of `service` at `stage` this node serves.
+    pub fn live_version(&self, service: &str, stage: &str) -> Option<u64> {
+        self.service_records()
+            .iter()
+            .find(|s| s.spec.service == service && s.spec.stage == stage)
+            .map(|s| s.version)
+    }
+
+    /// Serves a version another node deployed (its package is already in `packages/`), unless
+    /// this node serves it or a newer one already.
+    pub async fn activate_replicated(&self, record: ServiceRecord) -> Result<bool, GatewayError> {
+        let _guard = self.deploy_lock.lock().await;
+        if self.live_version(&record.spec.service, &record.spec.stage) >= Some(record.version) {
+            return Ok(false);
+        }
+        self.ensure_code(&record.package).await?;
+        let (service, stage, version) = (
+            record.spec.service.clone(),
+            record.spec.stage.clone(),
+            record.version,
+        );
+        self.activate(record, true).await;
+        tracing::info!(%service, %stage, version, "deployed from the cluster");
+        Ok(true)
+    }
+
+    /// Stops serving a service another node removed; `forget` drops it from the node's copy
+    /// of the registry.
+    pub async fn remove_replicated(
+        &self,
+        service: &str,
+        stage: &str,
+        forget: impl FnOnce() -> Result<(), GatewayError> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let _guard = self.deploy_lock.lock().await;
+        let record = self
+            .service_records()
+            .into_iter()
+            .find(|s| s.spec.service == service && s.spec.stage == stage);
+        blocking(forget).await?;
+        if let Some(record) = record {
+            self.deactivate(&record);
+            tracing::info!(%service, %stage, "removed from the cluster");
+        }
+        Ok(())
     }
 
     /// Route displays per function, for listings.

@@ -48,10 +48,27 @@ pub fn counters_json(state: &AppState) -> serde_json::Value {
 
 pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     match state.control.events.store().stats().await {
-        Ok(stats) => json_response(
-            StatusCode::OK,
-            &json!({"queues": stats, "counters": counters_json(&state)}),
-        ),
+        Ok(mut stats) => {
+            // In a cluster, async events wait in JetStream, not in this node's database.
+            if let Some(transport) = state.control.events.transport() {
+                for s in stats.iter_mut().filter(|s| s.internal) {
+                    let Some(function) = s.name.strip_prefix("async:") else {
+                        continue;
+                    };
+                    match transport.depth(function).await {
+                        Ok((waiting, running)) => {
+                            s.visible = waiting;
+                            s.in_flight = running;
+                        }
+                        Err(e) => tracing::warn!(function, error = %e, "cannot read async depth"),
+                    }
+                }
+            }
+            json_response(
+                StatusCode::OK,
+                &json!({"queues": stats, "counters": counters_json(&state)}),
+            )
+        }
         Err(e) => queue_error(e),
     }
 }

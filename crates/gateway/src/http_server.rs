@@ -299,6 +299,42 @@ async fn user_route(
         &params,
     );
     let payload = Bytes::from(event.to_string());
+    if pool.saturated() {
+        // No free instance here: another node of the cluster may run the event.
+        match lambda_api::offer(
+            &state,
+            &route.function,
+            &http::HeaderMap::new(),
+            &payload,
+            spec.timeout,
+        )
+        .await
+        {
+            Some(Ok(answer)) if answer.status == StatusCode::OK => {
+                let served_by = answer.headers.get("x-tusk-served-by").cloned();
+                let mut r = if answer.headers.contains_key("x-amz-function-error") {
+                    match route.payload {
+                        Payload::V2 => gateway_message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error",
+                        ),
+                        Payload::V1 => {
+                            gateway_message(StatusCode::BAD_GATEWAY, "Internal server error")
+                        }
+                    }
+                } else {
+                    to_response(apigw::response_from_result(route.payload, &answer.body))
+                };
+                if let Some(by) = served_by {
+                    r.headers_mut().insert("x-tusk-served-by", by);
+                }
+                return r;
+            }
+            Some(Err(_)) => return gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+            // Not taken (or not found there yet): run it here.
+            Some(Ok(_)) | None => {}
+        }
+    }
     match pool.invoke(payload, None).await {
         Ok(result) => match result.result {
             Ok(out) => to_response(apigw::response_from_result(route.payload, &out)),

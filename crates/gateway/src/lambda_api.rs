@@ -121,6 +121,15 @@ pub async fn invoke(
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     });
+    if pool.saturated() {
+        if header(crate::forward::FORWARDED_HEADER).is_some() {
+            // Another node sent it because it was full: take it only with a slot free now.
+            return throttled();
+        }
+        if let Some(r) = forward_to_peer(&state, &full, &req.headers, &payload, f.timeout).await {
+            return r;
+        }
+    }
     let result = match pool.invoke(payload, client_context).await {
         Ok(r) => r,
         Err(AcquireError::Throttled) => return throttled(),
@@ -161,6 +170,60 @@ pub async fn invoke(
         }
     }
     r
+}
+
+/// Offers the call to the other nodes in turn; `None` when none took it.
+async fn forward_to_peer(
+    state: &AppState,
+    function: &str,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+    timeout_s: u32,
+) -> Option<Response> {
+    let timeout = std::time::Duration::from_secs(u64::from(timeout_s));
+    Some(
+        match offer(state, function, headers, body, timeout).await? {
+            Ok(answer) => {
+                let mut r = (answer.status, answer.body).into_response();
+                r.headers_mut().extend(answer.headers);
+                r
+            }
+            Err(lost) => lost,
+        },
+    )
+}
+
+/// Offers an invocation of `function` with `body` as its event to the other nodes in turn.
+/// `None` when no node took it (or there is no cluster); `Err` with the response to give when
+/// the node that took it went away with it.
+pub async fn offer(
+    state: &AppState,
+    function: &str,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+    function_timeout: std::time::Duration,
+) -> Option<Result<crate::forward::Forwarded, Response>> {
+    use crate::forward::{self, ForwardError};
+    let peers = state.peers.as_ref()?;
+    let timeout = function_timeout + std::time::Duration::from_secs(10);
+    for peer in peers.list() {
+        let token = &state.credentials.secret_access_key;
+        match forward::invoke(&peer, function, headers, body.clone(), token, timeout).await {
+            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => continue,
+            Ok(answer) => return Some(Ok(answer)),
+            Err(ForwardError::Unreachable(e)) => {
+                tracing::debug!(%peer, error = %e, "cannot forward a call there");
+            }
+            Err(ForwardError::Lost(e)) => {
+                return Some(Err(lambda_error(
+                    StatusCode::BAD_GATEWAY,
+                    "ServiceException",
+                    json!({"Type": "Service", "message": format!("the node running this call went away ({e}); it may have run: retry")}),
+                )));
+            }
+        }
+    }
+    None
 }
 
 fn last_bytes(b: &[u8], n: usize) -> &[u8] {

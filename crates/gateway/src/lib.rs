@@ -7,9 +7,11 @@
 
 mod admin;
 pub mod apigw;
+mod cluster_sync;
 mod control;
 mod event_config;
 mod events_api;
+mod forward;
 mod http_server;
 mod lambda_api;
 mod logs;
@@ -55,6 +57,13 @@ pub struct NodeConfig {
     /// How instances are isolated: full where the host allows it (`auto`), `full` or refuse
     /// to start, or `off` (benchmarks only).
     pub sandbox: tusk_sandbox::Mode,
+    /// NATS servers of the cluster to join (`nats://HOST:PORT`); empty = a single node with
+    /// its embedded store.
+    pub cluster: Vec<String>,
+    /// Copies JetStream keeps of the cluster's state (capped to 1 on a lone NATS server).
+    pub cluster_replicas: usize,
+    /// The URL other nodes reach this one at (default `http://LISTEN`).
+    pub advertise_url: Option<String>,
 }
 
 impl NodeConfig {
@@ -72,6 +81,9 @@ impl NodeConfig {
             log_retention: Duration::from_secs(7 * 24 * 3600),
             async_retry_delay: Duration::from_secs(60),
             sandbox: tusk_sandbox::Mode::Auto,
+            cluster: Vec::new(),
+            cluster_replicas: 3,
+            advertise_url: None,
         }
     }
 }
@@ -102,6 +114,8 @@ pub(crate) struct AppState {
     pub credentials: tusk_auth::Credentials,
     pub logs: Arc<logs::NodeLogs>,
     pub listen: SocketAddr,
+    /// The other nodes of the cluster (none on a single node).
+    pub peers: Option<Arc<tusk_cluster::Peers>>,
 }
 
 fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_ {
@@ -134,10 +148,38 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let token = admin::load_or_create_token(&data_dir, config.admin_token.clone())
         .await
         .map_err(startup("cannot prepare the admin token"))?;
-    let store: Arc<dyn Store> = Arc::new(
+    let local = Arc::new(
         SqliteStore::open(&data_dir.join("tusk.db"))
             .map_err(startup("cannot open the node database"))?,
     );
+    let cluster = if config.cluster.is_empty() {
+        None
+    } else {
+        let settings = tusk_cluster::ClusterConfig {
+            urls: config.cluster.clone(),
+            replicas: config.cluster_replicas,
+            log_retention: config.log_retention,
+            node_name: format!("tusk {}", config.listen),
+        };
+        Some(
+            tusk_cluster::Cluster::connect(&settings)
+                .await
+                .map_err(startup("cannot join the cluster"))?,
+        )
+    };
+    // In a cluster the registry and logs live in JetStream; `local` is the node's copy.
+    let cluster_store = cluster.as_ref().map(|c| {
+        Arc::new(tusk_cluster::ClusterStore::new(
+            c.clone(),
+            local.clone(),
+            data_dir.join("packages"),
+            tokio::runtime::Handle::current(),
+        ))
+    });
+    let store: Arc<dyn Store> = match &cluster_store {
+        Some(c) => c.clone(),
+        None => local,
+    };
     let php = php::detect().await;
     let sandbox = sandbox::start(config.sandbox, &data_dir, php.as_ref()).await?;
     match &php {
@@ -176,6 +218,11 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     )
     .await
     .map_err(startup("cannot start the event engine"))?;
+    if let Some(cluster) = &cluster {
+        events.set_transport(Arc::new(tusk_cluster::JetStreamTransport::new(
+            cluster.clone(),
+        )));
+    }
     let control = control::ControlPlane::new(
         store,
         data_dir.clone(),
@@ -196,12 +243,25 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         },
         logs,
         listen,
+        peers: cluster.as_ref().map(|c| {
+            let url = config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}"));
+            if listen.ip().is_unspecified() && config.advertise_url.is_none() {
+                tracing::warn!(%url, "listening on all interfaces: set --advertise-url so other nodes can forward calls here");
+            }
+            c.start_peers(url)
+        }),
     });
     state
         .control
         .restore()
         .await
         .map_err(startup("cannot restore deployed services"))?;
+    if let Some(cluster_store) = cluster_store {
+        tokio::spawn(cluster_sync::follow(state.clone(), cluster_store));
+    }
 
     let maintenance = state.clone();
     tokio::spawn(async move {

@@ -159,6 +159,11 @@ impl FunctionPool {
         self.max
     }
 
+    /// True when every instance slot is taken: a new request would have to wait.
+    pub fn saturated(&self) -> bool {
+        self.permits.available_permits() == 0
+    }
+
     /// (idle, busy) instance counts.
     pub fn instance_counts(&self) -> (usize, usize) {
         let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);

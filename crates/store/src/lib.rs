@@ -1,7 +1,8 @@
 //! Durable node state: deployed services and their functions, and function logs.
 //!
 //! [`Store`] is the seam between a single node (embedded SQLite, [`SqliteStore`]) and a cluster
-//! (NATS JetStream, planned). Calls are synchronous; async callers use `spawn_blocking`.
+//! (NATS JetStream, `tusk_cluster::ClusterStore`). Calls are synchronous; async callers use
+//! `spawn_blocking`.
 
 mod sqlite;
 
@@ -16,6 +17,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot open the data directory {path}: {source}")]
     Io {
         path: String,
@@ -83,6 +86,27 @@ pub struct LogLine {
     pub request_id: Option<String>,
     pub stream: LogStream,
     pub line: String,
+}
+
+impl LogLine {
+    /// Pushes this entry onto `out` as lines: an entry of consecutive platform lines
+    /// (START/END/REPORT, stored together to save writes) becomes one line each, all with the
+    /// entry's id, so cursors stay per entry.
+    pub fn push_expanded(self, out: &mut Vec<LogLine>) {
+        if self.stream == LogStream::Platform && self.line.contains('\n') {
+            for part in self.line.split('\n') {
+                out.push(LogLine {
+                    id: self.id,
+                    ts_ms: self.ts_ms,
+                    request_id: self.request_id.clone(),
+                    stream: self.stream,
+                    line: part.to_string(),
+                });
+            }
+        } else {
+            out.push(self);
+        }
+    }
 }
 
 pub trait Store: Send + Sync + 'static {

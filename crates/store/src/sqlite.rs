@@ -54,6 +54,27 @@ impl SqliteStore {
         })
     }
 
+    /// Records a version decided elsewhere (a cluster's registry) as the live one, keeping its
+    /// number; an older version than the stored one is ignored.
+    pub fn put_record(&self, record: &ServiceRecord) -> Result<(), StoreError> {
+        let spec_json = serde_json::to_string(&record.spec)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO deployments (service, stage, version, package, spec, deployed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![record.spec.service, record.spec.stage, record.version as i64, record.package, spec_json, record.deployed_at_ms],
+        )?;
+        tx.execute(
+            "INSERT INTO services (service, stage, version, package, spec, deployed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(service, stage) DO UPDATE SET version = excluded.version, package = excluded.package,
+               spec = excluded.spec, deployed_at_ms = excluded.deployed_at_ms
+             WHERE excluded.version >= services.version",
+            params![record.spec.service, record.spec.stage, record.version as i64, record.package, spec_json, record.deployed_at_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent (transactions roll
         // back), so a poisoned lock is safe to keep using.
@@ -235,28 +256,14 @@ impl Store for SqliteStore {
                     return Ok(out);
                 }
                 entries += 1;
-                let stream = LogStream::parse(&stream);
-                // One entry may carry several consecutive platform lines (START/END/REPORT):
-                // readers get them one by one, all with the entry's id.
-                if stream == LogStream::Platform && line.contains('\n') {
-                    for part in line.split('\n') {
-                        out.push(LogLine {
-                            id,
-                            ts_ms,
-                            request_id: request_id.clone(),
-                            stream,
-                            line: part.to_string(),
-                        });
-                    }
-                } else {
-                    out.push(LogLine {
-                        id,
-                        ts_ms,
-                        request_id,
-                        stream,
-                        line,
-                    });
+                LogLine {
+                    id,
+                    ts_ms,
+                    request_id,
+                    stream: LogStream::parse(&stream),
+                    line,
                 }
+                .push_expanded(&mut out);
             }
         }
         Ok(out)
@@ -333,6 +340,26 @@ mod tests {
         assert!(store.services().unwrap().is_empty());
         // A redeploy after removal continues the version sequence.
         assert_eq!(store.put_service(&spec(), "cc", 3).unwrap().version, 3);
+    }
+
+    #[test]
+    fn replicated_records_keep_their_version_and_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("tusk.db")).unwrap();
+        let record = |version, package: &str| ServiceRecord {
+            spec: spec(),
+            version,
+            package: package.into(),
+            deployed_at_ms: 1,
+        };
+        store.put_record(&record(5, "ee")).unwrap();
+        store.put_record(&record(4, "dd")).unwrap();
+        let services = store.services().unwrap();
+        assert_eq!(
+            (services[0].version, services[0].package.as_str()),
+            (5, "ee")
+        );
+        assert_eq!(store.put_service(&spec(), "ff", 2).unwrap().version, 6);
     }
 
     #[test]

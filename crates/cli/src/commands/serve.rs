@@ -60,6 +60,23 @@ pub struct Args {
         value_name = "auto|full|off"
     )]
     pub sandbox: tusk_sandbox::Mode,
+    /// Join a cluster: NATS servers with JetStream (`nats://HOST:PORT`, comma-separated or
+    /// repeated). The registry, packages, logs, async events and schedules then live in
+    /// JetStream, shared by every node started with the same servers.
+    #[arg(long, env = "TUSK_CLUSTER", value_name = "nats://HOST:PORT[,...]")]
+    pub cluster: Vec<String>,
+    /// Copies JetStream keeps of the cluster's state (1 on a lone NATS server).
+    #[arg(
+        long,
+        env = "TUSK_CLUSTER_REPLICAS",
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub cluster_replicas: usize,
+    /// The URL other cluster nodes reach this one at, to forward calls it has room for
+    /// (default: http://LISTEN).
+    #[arg(long, env = "TUSK_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -79,6 +96,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.log_retention = Duration::from_secs(args.log_retention_hours * 3600);
     config.sandbox = args.sandbox;
     config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
+    config.cluster = tusk_cluster::parse_urls(&args.cluster);
+    config.cluster_replicas = args.cluster_replicas;
+    config.advertise_url = args.advertise_url;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

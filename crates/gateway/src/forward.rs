@@ -1,0 +1,188 @@
+//! Forwarding a synchronous invocation to another node of the cluster when this node has no
+//! free instance for the function. The receiving node sees `X-Tusk-Forwarded` and runs the
+//! call only if it has a free slot at once (else 429 right away), and never forwards it on;
+//! when no node takes it, the call waits in this node's own queue as on a single node.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+
+pub const FORWARDED_HEADER: &str = "x-tusk-forwarded";
+
+/// Headers of the caller's request the other node needs.
+const PASSED: [&str; 3] = ["x-amz-log-type", "x-amz-client-context", "content-type"];
+/// Headers of the other node's answer the caller gets.
+const RETURNED: [&str; 6] = [
+    "content-type",
+    "x-amz-executed-version",
+    "x-amzn-requestid",
+    "x-amz-function-error",
+    "x-amz-log-result",
+    "retry-after",
+];
+
+pub enum ForwardError {
+    /// The node could not be reached: nothing ran there.
+    Unreachable(String),
+    /// The node went away with the call: it may or may not have run.
+    Lost(String),
+}
+
+pub struct Forwarded {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// POSTs the invocation to `peer` (a base URL such as `http://10.0.0.2:8080`).
+pub async fn invoke(
+    peer: &str,
+    function: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    token: &str,
+    timeout: Duration,
+) -> Result<Forwarded, ForwardError> {
+    let (mut sender, authority) = connect(peer).await?;
+    let mut request = Request::post(format!("/2015-03-31/functions/{function}/invocations"))
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(FORWARDED_HEADER, "1");
+    for name in PASSED {
+        if let Some(v) = headers.get(name) {
+            request = request.header(name, v.clone());
+        }
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?
+            .to_bytes();
+        let mut headers = HeaderMap::new();
+        for name in RETURNED {
+            if let Some(v) = parts.headers.get(name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        headers.insert("x-tusk-served-by", header_value(peer));
+        Ok(Forwarded {
+            status: parts.status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ForwardError::Lost("no answer in time".into())),
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One HTTP/1.1 connection to `peer`; `Unreachable` when nothing could be sent there.
+async fn connect(peer: &str) -> Result<(Sender, String), ForwardError> {
+    let authority = peer
+        .strip_prefix("http://")
+        .unwrap_or(peer)
+        .trim_end_matches('/')
+        .to_string();
+    let connect = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(authority.clone()),
+    )
+    .await;
+    let stream = match connect {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ForwardError::Unreachable(e.to_string())),
+        Err(_) => return Err(ForwardError::Unreachable("connect timed out".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((sender, authority))
+}
+
+/// The version of `function` that `peer` serves (`None` when it serves none).
+async fn served_version(
+    peer: &str,
+    function: &str,
+    token: &str,
+) -> Result<Option<u64>, ForwardError> {
+    let (mut sender, authority) = connect(peer).await?;
+    let request = Request::get(format!("/_tusk/functions/{function}"))
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?;
+        if response.status() != StatusCode::OK {
+            return Ok(None);
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?
+            .to_bytes();
+        let info: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ForwardError::Lost(e.to_string()))?;
+        Ok(info.get("version").and_then(|v| v.as_u64()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err(ForwardError::Lost("no answer in time".into())))
+}
+
+/// Waits until every reachable peer serves `version` (or newer) of `function`, for at most
+/// `patience`; returns the peers that still do not.
+pub async fn wait_for_version(
+    peers: Vec<String>,
+    function: &str,
+    version: u64,
+    token: &str,
+    patience: Duration,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let waits = peers.into_iter().map(|peer| async move {
+        loop {
+            match served_version(&peer, function, token).await {
+                Ok(Some(v)) if v >= version => return None,
+                // Gone since it last announced itself: it loads the registry when it is back.
+                Err(ForwardError::Unreachable(_)) => return None,
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Some(peer);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    futures_util::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("peer"))
+}

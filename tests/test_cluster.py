@@ -1,0 +1,499 @@
+"""Three Tusk nodes over a three-server NATS JetStream cluster, all on loopback.
+
+Deploy on one node, invoke on all three, drive sync and async load through all three, then
+kill -9 one Tusk node and one nats-server mid-run, and check: no async event lost, no schedule
+tick doubled, every log line visible from a surviving node. Recovery times are printed (run
+with -s to see them; TUSK_CLUSTER_LOG=info,tusk_cluster=trace for the nodes' NATS traffic).
+Instances run with `--sandbox off` so the functions can leave markers in the test's directory.
+"""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import Node, free_port, write_project
+
+TOKEN = "cluster-test-token-0123456789"
+
+APP = {
+    "serverless.yml": """
+service: ev
+provider:
+  name: aws
+  runtime: php-82
+  environment:
+    MARK_DIR: ${env:MARK_DIR}
+functions:
+  work:
+    handler: work.php
+    timeout: 3
+    maximumRetryAttempts: 2
+    # A few at a time per node, so the load lasts and the killed node holds events.
+    reservedConcurrency: 4
+  hello:
+    handler: hello.php
+  tick:
+    handler: tick.php
+    maximumRetryAttempts: 0
+    events:
+      - schedule: rate(1 second)
+""",
+    # Each finished event leaves a marker naming the worker's ancestors (one is the node).
+    "ancestors.php": """<?php
+function ancestors(): string {
+    $pid = getmypid();
+    $chain = [];
+    for ($k = 0; $k < 8 && $pid > 1; $k++) {
+        $stat = @file_get_contents("/proc/$pid/stat");
+        if ($stat === false) { break; }
+        $pid = (int) explode(' ', substr($stat, strrpos($stat, ')') + 2))[1];
+        $chain[] = $pid;
+    }
+    return implode(',', $chain);
+}
+""",
+    "work.php": """<?php
+require_once __DIR__ . '/ancestors.php';
+return function ($e) {
+    $i = $e['i'];
+    file_put_contents(getenv('MARK_DIR') . "/start-$i", ancestors() . "\\n", FILE_APPEND);
+    usleep(($e['ms'] ?? 100) * 1000);
+    file_put_contents(getenv('MARK_DIR') . "/work-$i", ancestors() . "\\n", FILE_APPEND);
+    fwrite(STDERR, "done $i\\n");
+    return ['i' => $i];
+};
+""",
+    "hello.php": "<?php return fn ($e) => ['hello' => $e['name'] ?? 'world'];",
+    "tick.php": """<?php
+require_once __DIR__ . '/ancestors.php';
+return function ($e) {
+    $t = $e['time'];
+    file_put_contents(getenv('MARK_DIR') . "/tick-$t", $e['id'] . ' ' . ancestors() . "\\n", FILE_APPEND);
+    fwrite(STDERR, "tick $t {$e['id']}\\n");
+    return 'ok';
+};
+""",
+}
+
+
+def nats_bin():
+    path = shutil.which("nats-server")
+    if not path:
+        pytest.skip("nats-server is not installed (scripts/install-deps.sh installs it)")
+    return path
+
+
+class NatsServer:
+    def __init__(self, root: Path, name: str, port: int, cluster_port: int, monitor_port: int, routes):
+        self.root, self.name = root, name
+        self.port, self.cluster_port, self.monitor_port = port, cluster_port, monitor_port
+        self.routes = routes
+        self.url = f"nats://127.0.0.1:{port}"
+        self.proc = None
+
+    def start(self):
+        store = self.root / self.name / "js"
+        store.mkdir(parents=True, exist_ok=True)
+        conf = self.root / f"{self.name}.conf"
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+        conf.write_text(f"""
+server_name: {self.name}
+listen: 127.0.0.1:{self.port}
+http: 127.0.0.1:{self.monitor_port}
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 64MB
+  max_file_store: 1GB
+}}
+cluster {{
+  name: tusk-test
+  listen: 127.0.0.1:{self.cluster_port}
+  routes: [{routes}]
+}}
+""")
+        self.log = open(self.root / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen([nats_bin(), "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    root = tmp_path / "nats"
+    root.mkdir()
+    ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+    servers = []
+    for i, (port, cport, mport) in enumerate(ports):
+        routes = [c for j, (_, c, _) in enumerate(ports) if j != i]
+        servers.append(NatsServer(root, f"n{i}", port, cport, mport, routes).start())
+    deadline = time.time() + 30
+    while not all(s.healthy() for s in servers):
+        assert time.time() < deadline, "the NATS cluster did not become healthy"
+        time.sleep(0.2)
+    yield servers
+    for s in servers:
+        s.kill()
+
+
+def collect_logs(node, function):
+    """Every log line of `function` the node can read, paging by id."""
+    lines, after = [], 0
+    while True:
+        r = requests.get(f"{node.url}/_tusk/functions/{function}/logs", params={"after_id": after, "limit": 5000},
+                         headers=node.auth(), timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if not body["lines"]:
+            return lines
+        lines.extend(l["line"] for l in body["lines"])
+        after = body["last_id"]
+
+
+def wait_until(predicate, timeout, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def test_three_nodes_survive_a_tusk_and_a_nats_failure(nats_cluster, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    urls = ",".join(s.url for s in nats_cluster)
+    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": urls, "RUST_LOG": os.environ.get("TUSK_CLUSTER_LOG", "info")}
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        run(nodes, nats_cluster, marks, tmp_path)
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
+def run(nodes, nats, marks, tmp_path):
+    a, b, c = nodes
+    # -- deploy on one node; it goes live on the others ---------------------------------------
+    os.environ["MARK_DIR"] = str(marks)
+    project = write_project(tmp_path / "app", APP)
+    time.sleep(2.5)  # the nodes have heard each other announce themselves
+    a.deploy(project)
+    deployed = time.time()
+    # `tusk deploy` answers once the other nodes serve the new version too.
+    for n in (b, c):
+        info = requests.get(f"{n.url}/_tusk/functions/ev-dev-hello", headers=n.auth(), timeout=10)
+        assert info.status_code == 200 and info.json()["version"] == 1, info.text
+    for n in (b, c):
+        assert wait_until(lambda: n.invoke("ev-dev-hello", {"name": "x"}).status_code == 200, 30), \
+            f"the deploy did not reach {n.url}"
+    print(f"\ndeploy: every node served the new version when `tusk deploy` returned; "
+          f"first calls answered {time.time() - deployed:.2f} s later")
+    for n in nodes:
+        r = n.invoke("ev-dev-hello", {"name": n.url})
+        assert r.status_code == 200 and r.json() == {"hello": n.url}, r.text
+        assert "ev-dev-work" in n.cli("ls").stdout
+
+    # -- load: sync calls and async events through all three ----------------------------------
+    total = int(os.environ.get("TUSK_CLUSTER_EVENTS", "600"))
+    stop_sync = threading.Event()
+    sync_log = []  # (time, node index, ok)
+
+    def sync_load(i, node):
+        s = requests.Session()
+        url = f"{node.url}/2015-03-31/functions/ev-dev-hello/invocations"
+        while not stop_sync.is_set():
+            t = time.time()
+            try:
+                ok = s.post(url, data=b'{"name":"s"}', headers=node.auth(), timeout=10).status_code == 200
+            except requests.RequestException:
+                ok = False
+            sync_log.append((t, i, ok))
+            time.sleep(0.05)
+
+    sync_threads = [threading.Thread(target=sync_load, args=(i, n), daemon=True) for i, n in enumerate(nodes)]
+    for t in sync_threads:
+        t.start()
+
+    accepted = set()
+    lock = threading.Lock()
+
+    accept_log = []  # (start, seconds until accepted, refusals before)
+
+    def send(i, targets):
+        body = json.dumps({"i": i, "ms": 300})
+        started = time.time()
+        for attempt in range(50):
+            node = targets[(i + attempt) % len(targets)]
+            try:
+                r = requests.post(f"{node.url}/2015-03-31/functions/ev-dev-work/invocations", data=body,
+                                  headers={**node.auth(), "X-Amz-Invocation-Type": "Event"}, timeout=10)
+                if r.status_code == 202:
+                    with lock:
+                        accepted.add(i)
+                        accept_log.append((started, time.time() - started, attempt))
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"event {i} was never accepted")
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda i: send(i, nodes), range(total // 2)))
+    # Kill the victim while it is working through events, so it holds some unacked.
+    victim = c
+    victim_pid = victim.proc.pid
+
+    def runs(path):
+        """For each run recorded in a marker file: did the victim node run it?"""
+        return [victim_pid in {int(x) for x in line.split(",") if x} for line in path.read_text().split()]
+
+    def victim_working():
+        return any(any(runs(p)) for p in marks.glob("work-*"))
+
+    assert wait_until(victim_working, 20, 0.1), "the victim node never took an async event"
+    # Any node reports the cluster-wide backlog (JetStream's, not its own database's).
+    overview = requests.get(f"{a.url}/_tusk/events", headers=a.auth(), timeout=10).json()
+    backlog = next(q for q in overview["queues"] if q["name"] == "async:ev-dev-work")
+    assert backlog["visible"] + backlog["in_flight"] > 0, backlog
+    time.sleep(0.5)
+    killed_at = time.time()
+    victim.stop(signal.SIGKILL)
+    nats[2].kill()
+    nats_killed_at = time.time()
+    survivors = [a, b]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda i: send(i, survivors), range(total // 2, total)))
+    sent_done = time.time()
+
+    # -- no async event lost ------------------------------------------------------------------
+    def done():
+        return {int(p.name.split("-")[1]) for p in marks.glob("work-*")}
+
+    assert wait_until(lambda: done() >= set(range(total)), 120, 0.25), \
+        f"lost async events: {sorted(set(range(total)) - done())[:30]}"
+    all_done = time.time()
+    assert accepted == set(range(total))
+    stop_sync.set()
+    for t in sync_threads:
+        t.join()
+    ran_by = {int(p.name.split("-")[1]): runs(p) for p in marks.glob("work-*")}
+    duplicates = sum(len(v) - 1 for v in ran_by.values())
+    on_victim = sum(1 for v in ran_by.values() if any(v))
+    # Events the victim had started but not finished when it died: another node must run them.
+    started_on_victim = {int(p.name.split("-")[1]) for p in marks.glob("start-*") if any(runs(p))}
+    held = {i for i in started_on_victim if not any(ran_by[i])}
+    assert all(not all(ran_by[i]) for i in held)
+    recovery = max((marks / f"work-{i}").stat().st_mtime for i in held) - killed_at if held else 0.0
+    print(f"async: {total} events, 0 lost, {duplicates} ran twice (at-least-once), "
+          f"{on_victim} finished on the killed node")
+    print(f"async: {len(held)} events were in flight on the killed node; all redelivered and done "
+          f"{recovery:.1f} s after the kill (AckWait = timeout 3 s + 10 s)")
+    print(f"async: all events done {all_done - killed_at:.1f} s after the kill "
+          f"({all_done - sent_done:.1f} s after the last was accepted)")
+
+    after_kill = [(lat, tries) for t, lat, tries in accept_log if t >= nats_killed_at]
+    print(f"async accepts after the NATS server kill: {len(after_kill)}, slowest "
+          f"{max(l for l, _ in after_kill):.2f} s, {sum(n for _, n in after_kill)} refused and resent")
+
+    # -- sync calls on the survivors across the NATS server failure ---------------------------
+    after = sorted((t, ok) for t, i, ok in sync_log if i in (0, 1) and t >= nats_killed_at)
+    failures = [t for t, ok in after if not ok]
+    last_fail = max(failures) - nats_killed_at if failures else 0.0
+    print(f"sync on survivors after the kills: {len(after)} calls, {len(failures)} failed, "
+          f"last failure {last_fail:.2f} s after the kill")
+    assert len(after) > 20 and len(failures) <= len(after) // 10
+
+    # -- no schedule tick doubled -------------------------------------------------------------
+    ticks = {}
+    for p in marks.glob("tick-*"):
+        ids = {line.split()[0] for line in p.read_text().splitlines() if line.strip()}
+        ticks[p.name[5:]] = ids
+    doubled = {t: ids for t, ids in ticks.items() if len(ids) > 1}
+    assert not doubled, f"ticks fired twice: {doubled}"
+    elapsed = all_done - deployed
+    print(f"schedule: {len(ticks)} ticks in {elapsed:.0f} s, none doubled")
+    assert len(ticks) >= elapsed * 0.6
+
+    # -- every log line visible from a surviving node -----------------------------------------
+    for reader in survivors:
+        lines = collect_logs(reader, "ev-dev-work")
+        logged = {int(l.split()[1]) for l in lines if l.startswith("done ")}
+        # Lines the killed node had not yet shipped when it died are the only ones allowed
+        # to be missing: events it finished just before kill -9.
+        must = {i for i, runs in ran_by.items() if not all(runs)}
+        missing = must - logged
+        assert not missing, f"{reader.url} misses log lines of events {sorted(missing)[:20]}"
+        lost_victim = {i for i in ran_by if i not in logged}
+        print(f"logs via {reader.url}: {len(logged)} of {total} events logged; "
+              f"{len(lost_victim)} unlogged, all run only on the killed node")
+        tick_lines = [l for l in collect_logs(reader, "ev-dev-tick") if l.startswith("tick ")]
+        assert len(tick_lines) >= len(ticks) - 3
+
+    # -- with one NATS server still down: a new version reaches the others, so does a removal ----
+    (tmp_path / "app" / "hello.php").write_text("<?php return fn ($e) => ['hello' => 'v2'];")
+    b.deploy(tmp_path / "app")
+    redeployed = time.time()
+    info = requests.get(f"{a.url}/_tusk/functions/ev-dev-hello", headers=a.auth(), timeout=10)
+    assert info.json()["version"] == 2, "tusk deploy returned before the other node switched"
+    assert wait_until(lambda: a.invoke("ev-dev-hello", {}).json() == {"hello": "v2"}, 30), \
+        "the new version did not reach the other node"
+    print(f"redeploy on one survivor live on the other {time.time() - redeployed:.2f} s later")
+    b.cli("remove", "--service", "ev")
+    assert wait_until(lambda: a.invoke("ev-dev-hello", {}).status_code == 404, 30), \
+        "the removal did not reach the other node"
+
+
+SLOW = {
+    "serverless.yml": """
+service: busy
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  slow:
+    handler: slow.php
+    reservedConcurrency: 1
+    events:
+      - httpApi: 'GET /slow'
+""",
+    "slow.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
+}
+
+
+def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path):
+    """reservedConcurrency 1 per node: three calls at once on one node finish in about the
+    time of one or two, because the node forwards what it has no free instance for."""
+    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        a = nodes[0]
+        a.deploy(write_project(tmp_path / "busy", SLOW))
+        for n in nodes:
+            assert wait_until(lambda: n.invoke("busy-dev-slow").status_code == 200, 30)
+        time.sleep(2.5)  # every node has heard the others announce themselves
+
+        def call(_):
+            r = a.invoke("busy-dev-slow")
+            return r.status_code, r.headers.get("x-tusk-served-by")
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(call, range(3)))
+        took = time.time() - started
+        assert all(status == 200 for status, _ in answers), answers
+        served_by = {by for _, by in answers}
+        print(f"\nforwarding: 3 calls of 1 s on a node with room for 1: {took:.2f} s; served by {served_by}")
+        assert {n.url for n in nodes[1:]} & served_by, "no call was forwarded"
+        assert took < 2.6
+        # The same through an httpApi route: the node forwards the API Gateway event.
+
+        def get(_):
+            r = requests.get(f"{a.url}/slow", timeout=30)
+            return r.status_code, r.headers.get("x-tusk-served-by")
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(get, range(3)))
+        took = time.time() - started
+        assert all(status == 200 for status, _ in answers), answers
+        print(f"forwarding: 3 GET /slow at once: {took:.2f} s; served by {({by for _, by in answers})}")
+        assert {n.url for n in nodes[1:]} & {by for _, by in answers}, "no route call was forwarded"
+        assert took < 2.6
+        # A node that only has busy peers queues the call itself, as a single node does.
+        nodes[1].stop(signal.SIGKILL)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(call, range(3)))
+        assert all(status == 200 for status, _ in answers), answers
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
+DESTINATIONS = {
+    "serverless.yml": """
+service: dest
+provider:
+  name: aws
+  runtime: php-82
+  environment:
+    MARK_DIR: ${env:MARK_DIR}
+functions:
+  flaky:
+    handler: flaky.php
+    maximumRetryAttempts: 2
+    destinations:
+      onSuccess: sink
+      onFailure: sink
+  sink:
+    handler: sink.php
+""",
+    "flaky.php": """<?php
+return function ($e) {
+    file_put_contents(getenv('MARK_DIR') . "/try-{$e['i']}", "x\\n", FILE_APPEND);
+    if ($e['fail']) { throw new RuntimeException("failing {$e['i']}"); }
+    return ['ok' => $e['i']];
+};
+""",
+    "sink.php": """<?php
+return function ($r) {
+    $i = $r['requestPayload']['i'];
+    file_put_contents(getenv('MARK_DIR') . "/record-$i", json_encode($r) . "\\n", FILE_APPEND);
+    return null;
+};
+""",
+}
+
+
+def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["MARK_DIR"] = str(marks)
+    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    args = ["--sandbox", "off", "--async-retry-delay-ms", "300"]
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=args, env=env) for i in range(2)]
+    try:
+        for n in nodes:
+            n.start()
+        nodes[0].deploy(write_project(tmp_path / "dest", DESTINATIONS))
+        assert wait_until(lambda: nodes[1].invoke("dest-dev-sink", {"requestPayload": {"i": -1}}).status_code == 200, 30)
+        for i in range(20):
+            r = nodes[i % 2].invoke("dest-dev-flaky", {"i": i, "fail": i % 4 == 0},
+                                   headers={"X-Amz-Invocation-Type": "Event"})
+            assert r.status_code == 202, r.text
+        assert wait_until(lambda: all((marks / f"record-{i}").exists() for i in range(20)), 60, 0.2)
+        for i in range(20):
+            record = json.loads((marks / f"record-{i}").read_text().splitlines()[0])
+            tries = len((marks / f"try-{i}").read_text().split())
+            if i % 4 == 0:
+                assert record["requestContext"]["condition"] == "RetriesExhausted", record
+                assert record["requestContext"]["approximateInvokeCount"] == 3 and tries == 3
+                assert record["responseContext"]["functionError"] == "Unhandled"
+            else:
+                assert record["requestContext"]["condition"] == "Success", record
+                assert record["responsePayload"] == {"ok": i} and tries == 1
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
