@@ -265,3 +265,34 @@ functions:
     node.deploy(project)
     assert node.invoke("phpini-dev-fn", {}).json() == ["77M", "10", True]
     assert requests.get(f"{node.url}/phpini").text == "77M 10"
+
+
+def test_opt_in_extensions_are_enabled_per_function(node, workdir):
+    """FFI (rarely used, costly to load) is off by default and a function turns it on in its
+    php/conf.d; the usual extensions stay on everywhere."""
+    probe = "['ffi' => extension_loaded('ffi'), 'intl' => extension_loaded('intl'), 'pdo' => extension_loaded('pdo')]"
+    files = lambda: {  # noqa: E731
+        "serverless.yml": """
+service: SERVICE
+provider: {name: aws}
+functions:
+  fn:
+    runtime: php-82
+    handler: fn.php
+  web:
+    runtime: php-82-fpm
+    handler: index.php
+    events: [{httpApi: 'GET /SERVICE'}]
+""",
+        "fn.php": f"<?php return fn () => {probe};",
+        "index.php": f"<?php echo json_encode({probe});",
+    }
+    plain = {k: v.replace("SERVICE", "extplain") for k, v in files().items()}
+    with_ffi = {k: v.replace("SERVICE", "extffi") for k, v in files().items()}
+    with_ffi["php/conf.d/extensions.ini"] = "extension=ffi\n"
+    node.deploy(write_project(workdir / "extplain", plain))
+    node.deploy(write_project(workdir / "extffi", with_ffi))
+    assert node.invoke("extplain-dev-fn", {}).json() == {"ffi": False, "intl": True, "pdo": True}
+    assert requests.get(f"{node.url}/extplain").json() == {"ffi": False, "intl": True, "pdo": True}
+    assert node.invoke("extffi-dev-fn", {}).json() == {"ffi": True, "intl": True, "pdo": True}
+    assert requests.get(f"{node.url}/extffi").json() == {"ffi": True, "intl": True, "pdo": True}

@@ -7,7 +7,7 @@ import os
 import pytest
 import requests
 
-from conftest import write_project
+from conftest import Node, write_project
 
 APP = {
     "serverless.yml": """
@@ -89,9 +89,12 @@ switch ($path) {
 
 
 @pytest.fixture(scope="module")
-def web(node, workdir):
-    node.deploy(write_project(workdir / "webtest", APP))
-    return node
+def web(workdir):
+    # A node of its own: the app's catch-all route would answer other tests' unknown paths.
+    n = Node(workdir / "web-node" / "data").start()
+    n.deploy(write_project(workdir / "webtest", APP))
+    yield n
+    n.stop()
 
 
 def test_front_controller_and_cgi_params(web):

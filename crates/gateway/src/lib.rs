@@ -189,6 +189,9 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let runtime_dir = php::install_runtime(&data_dir).await.map_err(startup(
         "cannot write the PHP runtime into the data directory",
     ))?;
+    if let Some(p) = &php {
+        php::install_extension_sets(&runtime_dir, p).await;
+    }
     let logs = logs::start(store.clone(), config.log_retention);
     let limits = PoolLimits {
         default_max_instances: config.max_instances_per_function.max(1),

@@ -273,15 +273,29 @@ pub(crate) fn base_env(spec: &LaunchSpec) -> Vec<(String, String)> {
             "TUSK_MAX_INVOCATIONS".into(),
             spec.max_invocations.to_string(),
         ),
-        // Bref's convention: `php/conf.d/*.ini` in the package override php.ini per function;
-        // the leading ':' keeps the distribution's own conf.d (extensions) first.
-        (
-            "PHP_INI_SCAN_DIR".into(),
-            format!(":{}/php/conf.d", spec.task_root().display()),
-        ),
+        // Bref's convention: `php/conf.d/*.ini` in the package override php.ini per function
+        // (and enable opt-in extensions), after the node's copy of the distribution's conf.d.
+        ("PHP_INI_SCAN_DIR".into(), ini_scan_dir(spec)),
     ];
     env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
+}
+
+/// The node's copy of the distribution's conf.d for this SAPI (written at node start without
+/// the opt-in extensions), then the package's own `php/conf.d`. A leading ':' (PHP's own
+/// scan directory) when the node made no copy.
+fn ini_scan_dir(spec: &LaunchSpec) -> String {
+    let sapi = if spec.kind == RuntimeKind::PhpFpm {
+        "cgi"
+    } else {
+        "cli"
+    };
+    let package = format!("{}/php/conf.d", spec.task_root().display());
+    if spec.php_runtime_dir.join("conf.d").join(sapi).is_dir() {
+        format!("{}/conf.d/{sapi}:{package}", spec.runtime_root().display())
+    } else {
+        format!(":{package}")
+    }
 }
 
 /// Lambda's per-execution-environment variables: the log stream names the instance, which
