@@ -5,6 +5,8 @@ kill -9 one Tusk node and one nats-server mid-run, and check: no async event los
 tick doubled, every log line visible from a surviving node. Recovery times are printed (run
 with -s to see them; TUSK_CLUSTER_LOG=info,tusk_cluster=trace for the nodes' NATS traffic).
 Instances run with `--sandbox off` so the functions can leave markers in the test's directory.
+The nats-servers require a token (`authorization { token: ... }`); the nodes get it from
+TUSK_CLUSTER_TOKEN.
 """
 
 import concurrent.futures
@@ -23,6 +25,7 @@ import requests
 from conftest import Node, free_port, write_project
 
 TOKEN = "cluster-test-token-0123456789"
+NATS_TOKEN = "nats-test-secret-9876543210"
 
 APP = {
     "serverless.yml": """
@@ -114,6 +117,9 @@ jetstream {{
   max_memory_store: 64MB
   max_file_store: 1GB
 }}
+authorization {{
+  token: "{NATS_TOKEN}"
+}}
 cluster {{
   name: tusk-test
   listen: 127.0.0.1:{self.cluster_port}
@@ -154,6 +160,12 @@ def nats_cluster(tmp_path):
         s.kill()
 
 
+def cluster_env(nats, **extra):
+    """What every node of these tests gets: the admin token, the servers, the NATS token."""
+    return {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats),
+            "TUSK_CLUSTER_TOKEN": NATS_TOKEN, **extra}
+
+
 def collect_logs(node, function):
     """Every log line of `function` the node can read, paging by id."""
     lines, after = [], 0
@@ -180,8 +192,7 @@ def wait_until(predicate, timeout, step=0.1):
 def test_three_nodes_survive_a_tusk_and_a_nats_failure(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    urls = ",".join(s.url for s in nats_cluster)
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": urls, "RUST_LOG": os.environ.get("TUSK_CLUSTER_LOG", "info")}
+    env = cluster_env(nats_cluster, RUST_LOG=os.environ.get("TUSK_CLUSTER_LOG", "info"))
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
     try:
         for n in nodes:
@@ -384,7 +395,7 @@ functions:
 def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path):
     """reservedConcurrency 1 per node: three calls at once on one node finish in about the
     time of one or two, because the node forwards what it has no free instance for."""
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    env = cluster_env(nats_cluster)
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
     try:
         for n in nodes:
@@ -471,7 +482,7 @@ def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     os.environ["MARK_DIR"] = str(marks)
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    env = cluster_env(nats_cluster)
     args = ["--sandbox", "off", "--async-retry-delay-ms", "300"]
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=args, env=env) for i in range(2)]
     try:
@@ -494,6 +505,74 @@ def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
             else:
                 assert record["requestContext"]["condition"] == "Success", record
                 assert record["responsePayload"] == {"ok": i} and tries == 1
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
+ENV_PEEK = {
+    "serverless.yml": """
+service: peek
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  env:
+    handler: env.php
+""",
+    # Everything a function could read its environment from.
+    "env.php": """<?php
+return function ($e) {
+    $proc = @file_get_contents('/proc/self/environ');
+    return [
+        'getenv' => getenv(),
+        'env' => $_ENV,
+        'server' => $_SERVER,
+        'proc' => $proc === false ? '' : str_replace("\\0", "\\n", $proc),
+    ];
+};
+""",
+}
+
+
+def test_nats_requires_credentials_that_functions_cannot_see(nats_cluster, tmp_path):
+    """A node without the NATS token, or with a wrong one, refuses to start and says what to
+    set; a node with it (from the environment or in the URL) joins; a PHP function on it
+    sees neither the NATS token nor the admin token in its environment."""
+    urls = ",".join(s.url for s in nats_cluster)
+    for name, env in [("none", {}), ("wrong", {"TUSK_CLUSTER_TOKEN": "not-the-token"})]:
+        node = Node(tmp_path / f"bad-{name}" / "data", extra_args=["--sandbox", "off"],
+                    env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": urls, **env})
+        started = time.time()
+        with pytest.raises(RuntimeError, match="exited") as failed:
+            node.start()
+        node.stop(signal.SIGKILL)
+        message = str(failed.value)
+        print(f"\ncredentials {name}: {message.strip().splitlines()[-1]}")
+        assert time.time() - started < 15, "an authorization violation is not worth retrying"
+        assert "authorization violation" in message and "TUSK_CLUSTER_TOKEN" in message, message
+        assert NATS_TOKEN not in message and "not-the-token" not in message, message
+
+    # The token in the URL (nats://TOKEN@HOST:PORT) works too, and is not logged.
+    in_url = ",".join(f"nats://{NATS_TOKEN}@127.0.0.1:{s.port}" for s in nats_cluster)
+    nodes = [
+        Node(tmp_path / "node0" / "data", extra_args=["--sandbox", "off"], env=cluster_env(nats_cluster)),
+        Node(tmp_path / "node1" / "data", extra_args=["--sandbox", "off"],
+             env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": in_url}),
+    ]
+    try:
+        for n in nodes:
+            n.start()
+        nodes[0].deploy(write_project(tmp_path / "peek", ENV_PEEK))
+        for n in nodes:
+            assert wait_until(lambda: n.invoke("peek-dev-env").status_code == 200, 30)
+            seen = n.invoke("peek-dev-env").text
+            assert "AWS_LAMBDA_FUNCTION_NAME" in seen, seen  # the function did read its environment
+            for secret in (NATS_TOKEN, TOKEN, "TUSK_CLUSTER"):
+                assert secret not in seen, f"{secret} reached the function: {seen}"
+        for n in nodes:
+            n.stop(signal.SIGTERM)
+            assert NATS_TOKEN not in n.log_path.read_text()
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
