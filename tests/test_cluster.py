@@ -96,8 +96,10 @@ def nats_bin():
 
 
 class NatsServer:
-    def __init__(self, root: Path, name: str, port: int, cluster_port: int, monitor_port: int, routes):
+    def __init__(self, root: Path, name: str, port: int, cluster_port: int, monitor_port: int, routes,
+                 authorization=f'token: "{NATS_TOKEN}"'):
         self.root, self.name = root, name
+        self.authorization = authorization
         self.port, self.cluster_port, self.monitor_port = port, cluster_port, monitor_port
         self.routes = routes
         self.url = f"nats://127.0.0.1:{port}"
@@ -108,6 +110,13 @@ class NatsServer:
         store.mkdir(parents=True, exist_ok=True)
         conf = self.root / f"{self.name}.conf"
         routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+        cluster = f"""
+cluster {{
+  name: tusk-test
+  listen: 127.0.0.1:{self.cluster_port}
+  routes: [{routes}]
+}}
+""" if self.routes else ""
         conf.write_text(f"""
 server_name: {self.name}
 listen: 127.0.0.1:{self.port}
@@ -118,14 +127,9 @@ jetstream {{
   max_file_store: 1GB
 }}
 authorization {{
-  token: "{NATS_TOKEN}"
+  {self.authorization}
 }}
-cluster {{
-  name: tusk-test
-  listen: 127.0.0.1:{self.cluster_port}
-  routes: [{routes}]
-}}
-""")
+{cluster}""")
         self.log = open(self.root / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen([nats_bin(), "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         return self
@@ -649,3 +653,40 @@ def test_nats_requires_credentials_that_functions_cannot_see(nats_cluster, tmp_p
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
+
+
+def test_nats_users_and_passwords(tmp_path):
+    """A lone nats-server with a user: TUSK_CLUSTER_USER + TUSK_CLUSTER_PASSWORD, or the
+    user and (percent-encoded) password in the URL; a wrong password is refused clearly."""
+    password = "p@ss:w0rd/x"
+    root = tmp_path / "nats"
+    root.mkdir()
+    server = NatsServer(root, "lone", free_port(), free_port(), free_port(), [],
+                        authorization=f'users: [{{user: tusk, password: "{password}"}}]').start()
+    nodes = []
+    try:
+        assert wait_until(server.healthy, 30)
+        encoded = "p%40ss%3Aw0rd%2Fx"
+        ways = [
+            {"TUSK_CLUSTER": server.url, "TUSK_CLUSTER_USER": "tusk", "TUSK_CLUSTER_PASSWORD": password},
+            {"TUSK_CLUSTER": f"nats://tusk:{encoded}@127.0.0.1:{server.port}"},
+        ]
+        for i, way in enumerate(ways):
+            nodes.append(Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"],
+                              env={"TUSK_ADMIN_TOKEN": TOKEN, **way}).start())
+        nodes[0].deploy(write_project(tmp_path / "busy", SLOW))
+        assert wait_until(lambda: nodes[1].invoke("busy-dev-slow").status_code == 200, 30)
+        wrong = Node(tmp_path / "wrong" / "data", extra_args=["--sandbox", "off"],
+                     env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": server.url,
+                          "TUSK_CLUSTER_USER": "tusk", "TUSK_CLUSTER_PASSWORD": "nope"})
+        with pytest.raises(RuntimeError, match="does not accept this node's user and password"):
+            wrong.start()
+        wrong.stop(signal.SIGKILL)
+        for n in nodes:
+            n.stop(signal.SIGTERM)
+            log = n.log_path.read_text()
+            assert password not in log and encoded not in log
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        server.kill()
