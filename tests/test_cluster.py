@@ -5,6 +5,8 @@ kill -9 one Tusk node and one nats-server mid-run, and check: no async event los
 tick doubled, every log line visible from a surviving node. Recovery times are printed (run
 with -s to see them; TUSK_CLUSTER_LOG=info,tusk_cluster=trace for the nodes' NATS traffic).
 Instances run with `--sandbox off` so the functions can leave markers in the test's directory.
+The nats-servers require a token (`authorization { token: ... }`); the nodes get it from
+TUSK_CLUSTER_TOKEN.
 """
 
 import concurrent.futures
@@ -23,6 +25,7 @@ import requests
 from conftest import Node, free_port, write_project
 
 TOKEN = "cluster-test-token-0123456789"
+NATS_TOKEN = "nats-test-secret-9876543210"
 
 APP = {
     "serverless.yml": """
@@ -93,8 +96,10 @@ def nats_bin():
 
 
 class NatsServer:
-    def __init__(self, root: Path, name: str, port: int, cluster_port: int, monitor_port: int, routes):
+    def __init__(self, root: Path, name: str, port: int, cluster_port: int, monitor_port: int, routes,
+                 authorization=f'token: "{NATS_TOKEN}"'):
         self.root, self.name = root, name
+        self.authorization = authorization
         self.port, self.cluster_port, self.monitor_port = port, cluster_port, monitor_port
         self.routes = routes
         self.url = f"nats://127.0.0.1:{port}"
@@ -105,6 +110,13 @@ class NatsServer:
         store.mkdir(parents=True, exist_ok=True)
         conf = self.root / f"{self.name}.conf"
         routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+        cluster = f"""
+cluster {{
+  name: tusk-test
+  listen: 127.0.0.1:{self.cluster_port}
+  routes: [{routes}]
+}}
+""" if self.routes else ""
         conf.write_text(f"""
 server_name: {self.name}
 listen: 127.0.0.1:{self.port}
@@ -114,12 +126,10 @@ jetstream {{
   max_memory_store: 64MB
   max_file_store: 1GB
 }}
-cluster {{
-  name: tusk-test
-  listen: 127.0.0.1:{self.cluster_port}
-  routes: [{routes}]
+authorization {{
+  {self.authorization}
 }}
-""")
+{cluster}""")
         self.log = open(self.root / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen([nats_bin(), "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         return self
@@ -136,10 +146,9 @@ cluster {{
             self.proc.wait()
 
 
-@pytest.fixture
-def nats_cluster(tmp_path):
-    root = tmp_path / "nats"
-    root.mkdir()
+def start_nats_cluster(root: Path):
+    """Three servers, or None when one could not start (a port picked by free_port() was
+    taken meanwhile, e.g. as another server's outgoing route port)."""
     ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
     servers = []
     for i, (port, cport, mport) in enumerate(ports):
@@ -147,11 +156,33 @@ def nats_cluster(tmp_path):
         servers.append(NatsServer(root, f"n{i}", port, cport, mport, routes).start())
     deadline = time.time() + 30
     while not all(s.healthy() for s in servers):
-        assert time.time() < deadline, "the NATS cluster did not become healthy"
+        if time.time() > deadline or any(s.proc.poll() is not None for s in servers):
+            for s in servers:
+                s.kill()
+            return None
         time.sleep(0.2)
+    return servers
+
+
+@pytest.fixture
+def nats_cluster(tmp_path):
+    servers = None
+    for attempt in range(3):
+        root = tmp_path / f"nats{attempt}"
+        root.mkdir()
+        servers = start_nats_cluster(root)
+        if servers:
+            break
+    assert servers, "the NATS cluster did not become healthy"
     yield servers
     for s in servers:
         s.kill()
+
+
+def cluster_env(nats, **extra):
+    """What every node of these tests gets: the admin token, the servers, the NATS token."""
+    return {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats),
+            "TUSK_CLUSTER_TOKEN": NATS_TOKEN, **extra}
 
 
 def collect_logs(node, function):
@@ -180,8 +211,7 @@ def wait_until(predicate, timeout, step=0.1):
 def test_three_nodes_survive_a_tusk_and_a_nats_failure(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    urls = ",".join(s.url for s in nats_cluster)
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": urls, "RUST_LOG": os.environ.get("TUSK_CLUSTER_LOG", "info")}
+    env = cluster_env(nats_cluster, RUST_LOG=os.environ.get("TUSK_CLUSTER_LOG", "info"))
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
     try:
         for n in nodes:
@@ -380,19 +410,53 @@ functions:
     "slow.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
 }
 
+# A php-82-fpm web app with room for one request per node.
+SITE = {
+    "serverless.yml": """
+service: site
+provider:
+  name: aws
+  runtime: php-82-fpm
+functions:
+  web:
+    handler: index.php
+    reservedConcurrency: 1
+    events:
+      - httpApi: 'GET /page'
+      - httpApi: 'POST /page'
+""",
+    "index.php": """<?php
+usleep((int) ($_GET['ms'] ?? 1000) * 1000);
+setcookie('a', '1');
+setcookie('b', '2');
+header('Content-Type: application/json');
+header('X-Served-Pid: ' . getmypid());
+echo json_encode([
+    'method' => $_SERVER['REQUEST_METHOD'],
+    'query' => $_GET,
+    'body' => file_get_contents('php://input'),
+    'auth' => $_SERVER['HTTP_AUTHORIZATION'] ?? null,
+    'remote' => $_SERVER['REMOTE_ADDR'],
+    'server' => $_SERVER,
+]);
+""",
+}
+
 
 def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path):
     """reservedConcurrency 1 per node: three calls at once on one node finish in about the
     time of one or two, because the node forwards what it has no free instance for."""
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    env = cluster_env(nats_cluster)
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
     try:
         for n in nodes:
             n.start()
         a = nodes[0]
         a.deploy(write_project(tmp_path / "busy", SLOW))
+        a.deploy(write_project(tmp_path / "site", SITE))
         for n in nodes:
             assert wait_until(lambda: n.invoke("busy-dev-slow").status_code == 200, 30)
+            assert wait_until(lambda: requests.get(f"{n.url}/page?ms=0", timeout=30).status_code == 200, 30)
         time.sleep(2.5)  # every node has heard the others announce themselves
 
         def call(_):
@@ -421,6 +485,30 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
         assert all(status == 200 for status, _ in answers), answers
         print(f"forwarding: 3 GET /slow at once: {took:.2f} s; served by {({by for _, by in answers})}")
         assert {n.url for n in nodes[1:]} & {by for _, by in answers}, "no route call was forwarded"
+        assert took < 2.6
+        # And a php-82-fpm web app: the request goes as it came (method, query, headers,
+        # body) and comes back whole (status, every Set-Cookie); the forwarding headers, and
+        # a client's forged one, never reach PHP.
+
+        def post(i):
+            r = requests.post(f"{a.url}/page?i={i}", data=f"body {i}", timeout=30,
+                              headers={"Authorization": f"Bearer app-{i}", "X-Tusk-Forward-Token": "forged"})
+            return r, r.headers.get("x-tusk-served-by")
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(post, range(3)))
+        took = time.time() - started
+        print(f"forwarding: 3 POST /page (php-82-fpm) at once: {took:.2f} s; served by {({by for _, by in answers})}")
+        for i, (r, _) in enumerate(answers):
+            assert r.status_code == 200, r.text
+            seen = r.json()
+            assert (seen["method"], seen["query"], seen["body"], seen["auth"]) == ("POST", {"i": str(i)}, f"body {i}", f"Bearer app-{i}")
+            assert seen["remote"] == "127.0.0.1"
+            assert r.cookies.get("a") == "1" and r.cookies.get("b") == "2", r.headers
+            assert r.headers["content-type"] == "application/json"
+            assert TOKEN not in r.text and "X_TUSK" not in r.text, r.text
+        assert {n.url for n in nodes[1:]} & {by for _, by in answers}, "no web request was forwarded"
         assert took < 2.6
         # A node that only has busy peers queues the call itself, as a single node does.
         nodes[1].stop(signal.SIGKILL)
@@ -471,7 +559,7 @@ def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     os.environ["MARK_DIR"] = str(marks)
-    env = {"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": ",".join(s.url for s in nats_cluster)}
+    env = cluster_env(nats_cluster)
     args = ["--sandbox", "off", "--async-retry-delay-ms", "300"]
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=args, env=env) for i in range(2)]
     try:
@@ -497,3 +585,108 @@ def test_retries_and_destinations_across_nodes(nats_cluster, tmp_path):
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
+
+
+ENV_PEEK = {
+    "serverless.yml": """
+service: peek
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  env:
+    handler: env.php
+""",
+    # Everything a function could read its environment from.
+    "env.php": """<?php
+return function ($e) {
+    $proc = @file_get_contents('/proc/self/environ');
+    return [
+        'getenv' => getenv(),
+        'env' => $_ENV,
+        'server' => $_SERVER,
+        'proc' => $proc === false ? '' : str_replace("\\0", "\\n", $proc),
+    ];
+};
+""",
+}
+
+
+def test_nats_requires_credentials_that_functions_cannot_see(nats_cluster, tmp_path):
+    """A node without the NATS token, or with a wrong one, refuses to start and says what to
+    set; a node with it (from the environment or in the URL) joins; a PHP function on it
+    sees neither the NATS token nor the admin token in its environment."""
+    urls = ",".join(s.url for s in nats_cluster)
+    for name, env in [("none", {}), ("wrong", {"TUSK_CLUSTER_TOKEN": "not-the-token"})]:
+        node = Node(tmp_path / f"bad-{name}" / "data", extra_args=["--sandbox", "off"],
+                    env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": urls, **env})
+        started = time.time()
+        with pytest.raises(RuntimeError, match="exited") as failed:
+            node.start()
+        node.stop(signal.SIGKILL)
+        message = str(failed.value)
+        print(f"\ncredentials {name}: {message.strip().splitlines()[-1]}")
+        assert time.time() - started < 15, "an authorization violation is not worth retrying"
+        assert "authorization violation" in message and "TUSK_CLUSTER_TOKEN" in message, message
+        assert NATS_TOKEN not in message and "not-the-token" not in message, message
+
+    # The token in the URL (nats://TOKEN@HOST:PORT) works too, and is not logged.
+    in_url = ",".join(f"nats://{NATS_TOKEN}@127.0.0.1:{s.port}" for s in nats_cluster)
+    nodes = [
+        Node(tmp_path / "node0" / "data", extra_args=["--sandbox", "off"], env=cluster_env(nats_cluster)),
+        Node(tmp_path / "node1" / "data", extra_args=["--sandbox", "off"],
+             env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": in_url}),
+    ]
+    try:
+        for n in nodes:
+            n.start()
+        nodes[0].deploy(write_project(tmp_path / "peek", ENV_PEEK))
+        for n in nodes:
+            assert wait_until(lambda: n.invoke("peek-dev-env").status_code == 200, 30)
+            seen = n.invoke("peek-dev-env").text
+            assert "AWS_LAMBDA_FUNCTION_NAME" in seen, seen  # the function did read its environment
+            for secret in (NATS_TOKEN, TOKEN, "TUSK_CLUSTER"):
+                assert secret not in seen, f"{secret} reached the function: {seen}"
+        for n in nodes:
+            n.stop(signal.SIGTERM)
+            assert NATS_TOKEN not in n.log_path.read_text()
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
+def test_nats_users_and_passwords(tmp_path):
+    """A lone nats-server with a user: TUSK_CLUSTER_USER + TUSK_CLUSTER_PASSWORD, or the
+    user and (percent-encoded) password in the URL; a wrong password is refused clearly."""
+    password = "p@ss:w0rd/x"
+    root = tmp_path / "nats"
+    root.mkdir()
+    server = NatsServer(root, "lone", free_port(), free_port(), free_port(), [],
+                        authorization=f'users: [{{user: tusk, password: "{password}"}}]').start()
+    nodes = []
+    try:
+        assert wait_until(server.healthy, 30)
+        encoded = "p%40ss%3Aw0rd%2Fx"
+        ways = [
+            {"TUSK_CLUSTER": server.url, "TUSK_CLUSTER_USER": "tusk", "TUSK_CLUSTER_PASSWORD": password},
+            {"TUSK_CLUSTER": f"nats://tusk:{encoded}@127.0.0.1:{server.port}"},
+        ]
+        for i, way in enumerate(ways):
+            nodes.append(Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"],
+                              env={"TUSK_ADMIN_TOKEN": TOKEN, **way}).start())
+        nodes[0].deploy(write_project(tmp_path / "busy", SLOW))
+        assert wait_until(lambda: nodes[1].invoke("busy-dev-slow").status_code == 200, 30)
+        wrong = Node(tmp_path / "wrong" / "data", extra_args=["--sandbox", "off"],
+                     env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": server.url,
+                          "TUSK_CLUSTER_USER": "tusk", "TUSK_CLUSTER_PASSWORD": "nope"})
+        with pytest.raises(RuntimeError, match="does not accept this node's user and password"):
+            wrong.start()
+        wrong.stop(signal.SIGKILL)
+        for n in nodes:
+            n.stop(signal.SIGTERM)
+            log = n.log_path.read_text()
+            assert password not in log and encoded not in log
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        server.kill()

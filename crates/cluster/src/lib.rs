@@ -42,12 +42,117 @@ pub struct ClusterConfig {
     pub log_retention: Duration,
     /// A name for this node in NATS' connection list.
     pub node_name: String,
+    /// Credentials NATS asks for (from the environment; `nats://USER:PASS@HOST` in a URL is
+    /// used when the environment sets none).
+    pub auth: ClusterAuth,
+}
+
+/// The environment variable holding the NATS token.
+pub const TOKEN_VAR: &str = "TUSK_CLUSTER_TOKEN";
+/// The environment variables holding a NATS user and password.
+pub const USER_VAR: &str = "TUSK_CLUSTER_USER";
+pub const PASSWORD_VAR: &str = "TUSK_CLUSTER_PASSWORD";
+
+/// How the node authenticates to NATS. `Debug` never shows the secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum ClusterAuth {
+    #[default]
+    None,
+    Token(String),
+    UserPassword {
+        user: String,
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for ClusterAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterAuth::None => f.write_str("None"),
+            ClusterAuth::Token(_) => f.write_str("Token(<redacted>)"),
+            ClusterAuth::UserPassword { user, .. } => {
+                write!(f, "UserPassword {{ user: {user:?}, password: <redacted> }}")
+            }
+        }
+    }
+}
+
+impl ClusterAuth {
+    /// Reads `TUSK_CLUSTER_TOKEN`, or `TUSK_CLUSTER_USER` with `TUSK_CLUSTER_PASSWORD`, through
+    /// `var` (the process environment in `tusk serve`). Empty values count as unset.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ClusterAuth, String> {
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let token = get(TOKEN_VAR);
+        let user = get(USER_VAR);
+        let password = get(PASSWORD_VAR);
+        match (token, user, password) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(format!(
+                "set either {TOKEN_VAR} or {USER_VAR} and {PASSWORD_VAR}, not both"
+            )),
+            (Some(token), None, None) => Ok(ClusterAuth::Token(token.trim().to_string())),
+            (None, Some(user), Some(password)) => Ok(ClusterAuth::UserPassword { user, password }),
+            (None, Some(_), None) => Err(format!("{USER_VAR} is set but {PASSWORD_VAR} is not")),
+            (None, None, Some(_)) => Err(format!("{PASSWORD_VAR} is set but {USER_VAR} is not")),
+            (None, None, None) => Ok(ClusterAuth::None),
+        }
+    }
+
+    fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        match self {
+            ClusterAuth::None => options,
+            ClusterAuth::Token(token) => options.token(token.clone()),
+            ClusterAuth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+        }
+    }
+}
+
+/// `nats://USER:PASS@HOST:PORT` without what is before the `@`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest.to_string(),
+    }
+}
+
+/// Percent-decodes a URL's user or password (`%40` for `@` and so on).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = &bytes[i + 1..i + 3];
+            if hex.iter().all(u8::is_ascii_hexdigit) {
+                let hex = std::str::from_utf8(hex).unwrap_or("0");
+                let byte = u8::from_str_radix(hex, 16).unwrap_or(0);
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot reach NATS at {urls}: {message}")]
     Connect { urls: String, message: String },
+    #[error("NATS at {urls} refused this node (authorization violation): {hint}")]
+    Unauthorized { urls: String, hint: String },
     #[error("{what}: {message}")]
     JetStream { what: String, message: String },
     #[error("{0}")]
@@ -88,7 +193,13 @@ pub fn parse_urls(values: &[String]) -> Vec<String> {
 impl Cluster {
     /// Connects (waiting for NATS to come up) and creates what is missing.
     pub async fn connect(config: &ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
-        let urls = config.urls.join(",");
+        // Credentials never reach a log line or an error message.
+        let urls = config
+            .urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(",");
         let connect_err = |e: async_nats::ConnectError| ClusterError::Connect {
             urls: urls.clone(),
             message: e.to_string(),
@@ -102,11 +213,26 @@ impl Cluster {
                 urls: urls.clone(),
                 message: e.to_string(),
             })?;
+        let auth = match &config.auth {
+            ClusterAuth::None => url_auth(&addrs),
+            auth => auth.clone(),
+        };
         // NATS may still be starting: keep trying for a minute.
         let mut tries = 0;
         let client = loop {
-            match options(&config.node_name).connect(addrs.clone()).await {
+            match auth
+                .apply(options(&config.node_name))
+                .connect(addrs.clone())
+                .await
+            {
                 Ok(client) => break client,
+                // Wrong or missing credentials do not fix themselves: say what to set.
+                Err(e) if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation => {
+                    return Err(ClusterError::Unauthorized {
+                        urls: urls.clone(),
+                        hint: unauthorized_hint(&auth),
+                    });
+                }
                 Err(e) if tries < 60 => {
                     tries += 1;
                     tracing::info!(error = %e, "NATS is not reachable yet; retrying");
@@ -198,6 +324,37 @@ impl Cluster {
     }
 }
 
+/// `nats://USER:PASS@HOST` (async-nats does not send a URL's credentials by itself).
+fn url_auth(addrs: &[async_nats::ServerAddr]) -> ClusterAuth {
+    addrs
+        .iter()
+        .find(|a| a.has_user_pass())
+        .map(|a| {
+            let user = percent_decode(a.username().unwrap_or_default());
+            match a.password() {
+                Some(password) => ClusterAuth::UserPassword {
+                    user,
+                    password: percent_decode(password),
+                },
+                // `nats://TOKEN@HOST`, as the NATS tools read it.
+                None => ClusterAuth::Token(user),
+            }
+        })
+        .unwrap_or_default()
+}
+
+fn unauthorized_hint(auth: &ClusterAuth) -> String {
+    let what = match auth {
+        ClusterAuth::None => "it requires credentials and this node has none",
+        ClusterAuth::Token(_) => "it does not accept this node's token",
+        ClusterAuth::UserPassword { .. } => "it does not accept this node's user and password",
+    };
+    format!(
+        "{what}; set {TOKEN_VAR} (or {USER_VAR} and {PASSWORD_VAR}) in tusk serve's \
+         environment to the credentials in the NATS servers' `authorization` block"
+    )
+}
+
 fn options(name: &str) -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
         .name(name)
@@ -262,5 +419,75 @@ mod tests {
             vec!["nats://a:4222", "nats://b:4222", "nats://c:4222"]
         );
         assert!(parse_urls(&[]).is_empty());
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment() {
+        assert_eq!(ClusterAuth::from_env(env(&[])), Ok(ClusterAuth::None));
+        assert_eq!(
+            ClusterAuth::from_env(env(&[(TOKEN_VAR, "s3cret\n")])),
+            Ok(ClusterAuth::Token("s3cret".into()))
+        );
+        assert_eq!(
+            ClusterAuth::from_env(env(&[(USER_VAR, "tusk"), (PASSWORD_VAR, "pw")])),
+            Ok(ClusterAuth::UserPassword {
+                user: "tusk".into(),
+                password: "pw".into()
+            })
+        );
+        assert!(ClusterAuth::from_env(env(&[(USER_VAR, "tusk")])).is_err());
+        assert!(ClusterAuth::from_env(env(&[(PASSWORD_VAR, "pw")])).is_err());
+        assert!(ClusterAuth::from_env(env(&[(TOKEN_VAR, "t"), (USER_VAR, "u")])).is_err());
+        assert_eq!(
+            ClusterAuth::from_env(env(&[(TOKEN_VAR, "")])),
+            Ok(ClusterAuth::None)
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_urls() {
+        let shown = format!(
+            "{:?} {:?}",
+            ClusterAuth::Token("s3cret".into()),
+            ClusterAuth::UserPassword {
+                user: "tusk".into(),
+                password: "pw-s3cret".into()
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            redact_url("nats://u:p@10.0.0.1:4222"),
+            "nats://10.0.0.1:4222"
+        );
+        assert_eq!(redact_url("nats://tok@nats:4222"), "nats://nats:4222");
+        assert_eq!(redact_url("nats://nats:4222"), "nats://nats:4222");
+        assert_eq!(redact_url("u:p@nats:4222"), "nats:4222");
+    }
+
+    #[test]
+    fn url_credentials_are_used() {
+        let addrs: Vec<async_nats::ServerAddr> = vec![
+            "nats://a:4222".parse().unwrap(),
+            "nats://tusk:p%40ss@b:4222".parse().unwrap(),
+        ];
+        assert_eq!(
+            url_auth(&addrs),
+            ClusterAuth::UserPassword {
+                user: "tusk".into(),
+                password: "p@ss".into()
+            }
+        );
+        let addrs: Vec<async_nats::ServerAddr> = vec!["nats://tok@a:4222".parse().unwrap()];
+        assert_eq!(url_auth(&addrs), ClusterAuth::Token("tok".into()));
+        let addrs: Vec<async_nats::ServerAddr> = vec!["nats://a:4222".parse().unwrap()];
+        assert_eq!(url_auth(&addrs), ClusterAuth::None);
     }
 }

@@ -2,6 +2,11 @@
 //! free instance for the function. The receiving node sees `X-Tusk-Forwarded` and runs the
 //! call only if it has a free slot at once (else 429 right away), and never forwards it on;
 //! when no node takes it, the call waits in this node's own queue as on a single node.
+//!
+//! Requests to `php-8x-fpm` web apps are forwarded as they came (method, path, headers, body)
+//! to the other node's own route, with the cluster-wide admin token in `X-Tusk-Forward-Token`
+//! (the app may use `Authorization` itself) and the client's address in
+//! `X-Tusk-Forwarded-For`; the receiving node trusts and strips both, so PHP sees neither.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
@@ -10,6 +15,107 @@ use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
 pub const FORWARDED_HEADER: &str = "x-tusk-forwarded";
+/// A forwarded web request: the cluster-wide admin token.
+pub const FORWARD_TOKEN_HEADER: &str = "x-tusk-forward-token";
+/// A forwarded web request: the client's address as the first node saw it.
+pub const FORWARDED_FOR_HEADER: &str = "x-tusk-forwarded-for";
+
+/// Headers that describe one connection rather than the request or response (and the length,
+/// which the body sets again).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+fn forwarding_header(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    name == FORWARDED_HEADER || name == FORWARD_TOKEN_HEADER || name == FORWARDED_FOR_HEADER
+}
+
+/// Whether `headers` carry a web request another node forwarded (with the right token); the
+/// forwarding headers are removed either way, so a client cannot smuggle them to PHP.
+pub fn take_web_forwarding(
+    headers: &mut HeaderMap,
+    token: &str,
+) -> Option<Option<std::net::SocketAddr>> {
+    let given = headers.remove(FORWARD_TOKEN_HEADER);
+    let client = headers.remove(FORWARDED_FOR_HEADER);
+    headers.remove(FORWARDED_HEADER);
+    let given = given?;
+    if token.is_empty() || !ct_eq(given.as_bytes(), token.as_bytes()) {
+        return None;
+    }
+    Some(client.and_then(|c| c.to_str().ok()?.parse().ok()))
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Sends a web request as it came to `peer`'s own route; the answer comes back whole.
+#[allow(clippy::too_many_arguments)]
+pub async fn web(
+    peer: &str,
+    method: &http::Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    client: std::net::SocketAddr,
+    token: &str,
+    timeout: Duration,
+) -> Result<Forwarded, ForwardError> {
+    let (mut sender, authority) = connect(peer).await?;
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(path_and_query)
+        .header(FORWARD_TOKEN_HEADER, token)
+        .header(FORWARDED_FOR_HEADER, client.to_string());
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) && !forwarding_header(name) {
+            request = request.header(name, value.clone());
+        }
+    }
+    if !headers.contains_key(http::header::HOST) {
+        request = request.header(http::header::HOST, authority.as_str());
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ForwardError::Lost(e.to_string()))?
+            .to_bytes();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &parts.headers {
+            if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::DATE {
+                headers.append(name, value.clone());
+            }
+        }
+        headers.insert("x-tusk-served-by", header_value(peer));
+        Ok(Forwarded {
+            status: parts.status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ForwardError::Lost("no answer in time".into())),
+    }
+}
 
 /// Headers of the caller's request the other node needs.
 const PASSED: [&str; 3] = ["x-amz-log-type", "x-amz-client-context", "content-type"];
@@ -185,4 +291,36 @@ pub async fn wait_for_version(
 
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("peer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_are_trusted_only_with_the_token_and_always_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(FORWARD_TOKEN_HEADER, HeaderValue::from_static("s3cret"));
+        headers.insert(
+            FORWARDED_FOR_HEADER,
+            HeaderValue::from_static("10.1.2.3:4567"),
+        );
+        headers.insert("cookie", HeaderValue::from_static("a=1"));
+        assert_eq!(
+            take_web_forwarding(&mut headers, "s3cret"),
+            Some(Some("10.1.2.3:4567".parse().unwrap()))
+        );
+        assert_eq!(headers.len(), 1);
+
+        let mut forged = HeaderMap::new();
+        forged.insert(FORWARD_TOKEN_HEADER, HeaderValue::from_static("guess"));
+        forged.insert(
+            FORWARDED_FOR_HEADER,
+            HeaderValue::from_static("10.1.2.3:4567"),
+        );
+        forged.insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
+        assert_eq!(take_web_forwarding(&mut forged, "s3cret"), None);
+        assert!(forged.is_empty());
+        assert_eq!(take_web_forwarding(&mut HeaderMap::new(), "s3cret"), None);
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::apigw::{self, HttpRequest, HttpResponse};
 use crate::routes::Payload;
-use crate::{admin, lambda_api, web, AppState};
+use crate::{admin, forward, lambda_api, web, AppState};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -176,6 +176,53 @@ fn gateway_message(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "message": message }))
 }
 
+/// Offers a web request to the other nodes in turn; `None` when none took it (or there is no
+/// cluster), so it runs here.
+async fn offer_web(
+    state: &AppState,
+    method: &http::Method,
+    target: &str,
+    headers: &http::HeaderMap,
+    body: &Bytes,
+    client: SocketAddr,
+    timeout: std::time::Duration,
+) -> Option<Response> {
+    let peers = state.peers.as_ref()?;
+    let token = &state.credentials.secret_access_key;
+    for peer in peers.list() {
+        let sent = forward::web(
+            &peer,
+            method,
+            target,
+            headers,
+            body.clone(),
+            client,
+            token,
+            timeout,
+        )
+        .await;
+        match sent {
+            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => continue,
+            Ok(answer) => {
+                let mut r = (answer.status, answer.body).into_response();
+                r.headers_mut().remove(http::header::CONTENT_TYPE);
+                for (name, value) in &answer.headers {
+                    r.headers_mut().append(name, value.clone());
+                }
+                return Some(r);
+            }
+            Err(forward::ForwardError::Unreachable(e)) => {
+                tracing::debug!(%peer, error = %e, "cannot forward a web request there");
+            }
+            Err(forward::ForwardError::Lost(e)) => {
+                tracing::warn!(%peer, error = %e, "a forwarded web request was lost");
+                return Some(gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"));
+            }
+        }
+    }
+    None
+}
+
 /// Everything that is not Tusk's own API: the deployed `httpApi` / `http` routes.
 async fn user_route(
     State(state): State<Arc<AppState>>,
@@ -204,7 +251,14 @@ async fn user_route(
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
     let spec = pool.spec().clone();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A web request another node forwarded (its headers never reach PHP, forwarded or not).
+    let forwarded =
+        forward::take_web_forwarding(&mut parts.headers, &state.credentials.secret_access_key);
+    let remote = match forwarded {
+        Some(Some(client)) => client,
+        _ => remote,
+    };
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let limit = if spec.kind == RuntimeKind::PhpFpm {
         MAX_WEB_BODY
@@ -222,6 +276,27 @@ async fn user_route(
         if matches!(method.as_str(), "GET" | "HEAD") {
             if let Some(file) = web::static_file(&spec, &path).await {
                 return to_response(web::serve_static(&file, &method, &parts.headers).await);
+            }
+        }
+        if pool.saturated() {
+            if forwarded.is_some() {
+                // Another node sent it because it was full: take it only with a slot free now.
+                return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            }
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let timeout = spec.timeout + std::time::Duration::from_secs(10);
+            if let Some(r) = offer_web(
+                &state,
+                &parts.method,
+                target,
+                &parts.headers,
+                &body,
+                remote,
+                timeout,
+            )
+            .await
+            {
+                return r;
             }
         }
         let request_id = uuid::Uuid::new_v4().to_string();

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub cluster: Vec<String>,
     /// Copies JetStream keeps of the cluster's state (capped to 1 on a lone NATS server).
     pub cluster_replicas: usize,
+    /// Credentials for NATS (`TUSK_CLUSTER_TOKEN`, or `TUSK_CLUSTER_USER` and
+    /// `TUSK_CLUSTER_PASSWORD`); never passed to instances.
+    pub cluster_auth: tusk_cluster::ClusterAuth,
     /// The URL other nodes reach this one at (default `http://LISTEN`).
     pub advertise_url: Option<String>,
 }
@@ -83,6 +86,7 @@ impl NodeConfig {
             sandbox: tusk_sandbox::Mode::Auto,
             cluster: Vec::new(),
             cluster_replicas: 3,
+            cluster_auth: tusk_cluster::ClusterAuth::None,
             advertise_url: None,
         }
     }
@@ -160,6 +164,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             replicas: config.cluster_replicas,
             log_retention: config.log_retention,
             node_name: format!("tusk {}", config.listen),
+            auth: config.cluster_auth.clone(),
         };
         Some(
             tusk_cluster::Cluster::connect(&settings)

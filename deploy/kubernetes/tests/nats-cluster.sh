@@ -3,8 +3,9 @@
 # nats-servers, each in a network namespace of its own (a pod), on a bridge, with the pods'
 # DNS names (nats-N.nats-headless) in their /etc/hosts and POD_NAME set as the downward API
 # does. Checks that the three form one cluster (2 routes each), that JetStream has a meta
-# leader over 3 peers, that the probes' endpoints answer 200, and that the preStop command puts
-# a server into lame duck mode. Only the data and pid paths are moved to a temporary directory.
+# leader over 3 peers, that the probes' endpoints answer 200, that the client port takes the
+# Secret's token and nothing else, and that the preStop command puts a server into lame duck
+# mode. Only the data and pid paths are moved to a temporary directory.
 # Needs root, iproute2 and nats-server; prints SKIP and exits 0 otherwise.
 # Usage: nats-cluster.sh RENDERED.yaml      (scripts/validate-k8s.sh calls it)
 set -euo pipefail
@@ -43,6 +44,9 @@ with open(f"{sys.argv[2]}/env", "w") as f:
     for e in c.get("env", []):
         if "value" in e:
             f.write(f"{e['name']}={e['value']}\n")
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            # The operator's Secret, generated as README.md says.
+            f.write(f"{e['name']}=tusk-{'3e5f' * 16}\n")
 EOF
 
 ip netns add "$tag-br" 2>/dev/null || skip "cannot create network namespaces here"
@@ -103,6 +107,25 @@ if m.get("leader") and m.get("cluster_size"):
 meta=$(meta_of 0)
 [[ "$meta" == nats-?" 3" ]] || { echo "FAIL: no JetStream meta leader over 3 peers ($meta)" >&2; exit 1; }
 echo "    nats cluster: 3 servers, 2 routes each, JetStream meta leader ${meta% *} of 3, probes 200"
+
+# The client port requires the Secret's token (nats.conf `authorization`).
+connect_as() {
+  ip netns exec "$tag-0" python3 - "$1" <<'PY'
+import json, socket, sys
+s = socket.create_connection(("127.0.0.1", 4222), timeout=5)
+s.recv(4096)  # INFO
+connect = {"verbose": False, "pedantic": False}
+if sys.argv[1]:
+    connect["auth_token"] = sys.argv[1]
+s.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+print("ok" if s.recv(4096).startswith(b"PONG") else "refused")
+PY
+}
+nats_token=$(sed -n 's/^NATS_TOKEN=//p' "$work/env")
+[[ $(connect_as "$nats_token") == ok ]] || { echo "FAIL: NATS refused its own token" >&2; exit 1; }
+[[ $(connect_as "") == refused ]] || { echo "FAIL: NATS accepted a client without the token" >&2; exit 1; }
+[[ $(connect_as "wrong") == refused ]] || { echo "FAIL: NATS accepted a wrong token" >&2; exit 1; }
+echo "    nats auth: the Secret's token accepted, none or a wrong one refused"
 
 # The preStop hook's command (statefulset.yaml), against nats-1's pid file.
 ip netns exec "$tag-1" nats-server --signal "ldm=$work/run1/nats.pid" >/dev/null

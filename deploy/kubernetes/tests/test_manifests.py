@@ -110,6 +110,26 @@ def test_admin_token_comes_from_a_secret_and_no_secret_is_committed(rendered):
     assert of_kind(objs, "Secret") == [], "the operator creates Secrets; none may be rendered"
 
 
+def test_nats_requires_the_token_tusk_reads_from_the_same_secret(rendered):
+    _, objs = rendered
+    sts = one(objs, "StatefulSet", "nats")
+    nats = container(sts, "nats")
+    conf = one(objs, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    m = re.search(r"^authorization\s*\{\s*token:\s*\$([A-Z_]+)\s*\}", conf, re.M)
+    assert m, "nats.conf must require a client token: " + conf
+    server_token = env(nats)[m.group(1)]
+    assert "value" not in server_token
+    ref = server_token["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "tusk-nats-token", "key": "token"}
+    assert not ref.get("optional"), "NATS must not start without its token"
+    tusk = container(one(objs, "Deployment", "tusk"), "tusk")
+    client_token = env(tusk)["TUSK_CLUSTER_TOKEN"]
+    assert "value" not in client_token
+    assert client_token["valueFrom"]["secretKeyRef"] == ref
+    # Credentials only through the environment, never in the URL of the manifests.
+    assert "@" not in env(tusk)["TUSK_CLUSTER"]["value"]
+
+
 def test_nats_is_three_jetstream_servers_with_volumes_and_routes(rendered):
     _, objs = rendered
     sts = one(objs, "StatefulSet", "nats")
@@ -249,7 +269,9 @@ def test_rendered_nats_config_is_accepted_by_nats_server(rendered, tmp_path):
     conf = one(objs, "ConfigMap", "nats-config")["data"]["nats.conf"]
     (tmp_path / "nats.conf").write_text(conf)
     variables = {k: e["value"] for k, e in env(c).items() if "value" in e}
-    run_env = {"PATH": os.environ["PATH"], "POD_NAME": "nats-0", **variables}
+    # Secrets as README.md tells the operator to generate them.
+    secrets = {k: "tusk-" + "3e5f" * 16 for k, e in env(c).items() if "secretKeyRef" in e.get("valueFrom", {})}
+    run_env = {"PATH": os.environ["PATH"], "POD_NAME": "nats-0", **variables, **secrets}
     out = subprocess.run(["nats-server", "-t", "-c", str(tmp_path / "nats.conf")],
                          env=run_env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -62,7 +62,9 @@ pub struct Args {
     pub sandbox: tusk_sandbox::Mode,
     /// Join a cluster: NATS servers with JetStream (`nats://HOST:PORT`, comma-separated or
     /// repeated). The registry, packages, logs, async events and schedules then live in
-    /// JetStream, shared by every node started with the same servers.
+    /// JetStream, shared by every node started with the same servers. When NATS requires
+    /// credentials, set TUSK_CLUSTER_TOKEN (or TUSK_CLUSTER_USER and TUSK_CLUSTER_PASSWORD) in
+    /// the environment; `nats://USER:PASS@HOST:PORT` works too.
     #[arg(long, env = "TUSK_CLUSTER", value_name = "nats://HOST:PORT[,...]")]
     pub cluster: Vec<String>,
     /// Copies JetStream keeps of the cluster's state (1 on a lone NATS server).
@@ -98,6 +100,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
     config.cluster = tusk_cluster::parse_urls(&args.cluster);
     config.cluster_replicas = args.cluster_replicas;
+    // From the environment only, like the admin token.
+    config.cluster_auth = tusk_cluster::ClusterAuth::from_env(|name| std::env::var(name).ok())
+        .map_err(|err| anyhow!("cannot read the cluster credentials: {err}"))?;
     config.advertise_url = args.advertise_url;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
