@@ -84,37 +84,10 @@ pub async fn web(
     if !headers.contains_key(http::header::HOST) {
         request = request.header(http::header::HOST, authority.as_str());
     }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ForwardError::Lost(e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| ForwardError::Lost(e.to_string()))?
-            .to_bytes();
-        let mut headers = HeaderMap::new();
-        for (name, value) in &parts.headers {
-            if !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::DATE {
-                headers.append(name, value.clone());
-            }
-        }
-        headers.insert("x-tusk-served-by", header_value(peer));
-        Ok(Forwarded {
-            status: parts.status,
-            headers,
-            body,
-        })
+    let keep = |name: &http::HeaderName| {
+        !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::DATE
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(ForwardError::Lost("no answer in time".into())),
-    }
+    send(&mut sender, request, body, peer, timeout, keep).await
 }
 
 /// Headers of the caller's request the other node needs.
@@ -161,6 +134,19 @@ pub async fn invoke(
             request = request.header(name, v.clone());
         }
     }
+    let keep = |name: &http::HeaderName| RETURNED.contains(&name.as_str());
+    send(&mut sender, request, body, peer, timeout, keep).await
+}
+
+/// Sends the request and collects the whole answer, with the headers `keep` lets through.
+async fn send(
+    sender: &mut Sender,
+    request: http::request::Builder,
+    body: Bytes,
+    peer: &str,
+    timeout: Duration,
+    keep: impl Fn(&http::HeaderName) -> bool,
+) -> Result<Forwarded, ForwardError> {
     let request = request
         .body(Full::new(body))
         .map_err(|e| ForwardError::Unreachable(e.to_string()))?;
@@ -176,9 +162,9 @@ pub async fn invoke(
             .map_err(|e| ForwardError::Lost(e.to_string()))?
             .to_bytes();
         let mut headers = HeaderMap::new();
-        for name in RETURNED {
-            if let Some(v) = parts.headers.get(name) {
-                headers.insert(name, v.clone());
+        for (name, value) in &parts.headers {
+            if keep(name) {
+                headers.append(name, value.clone());
             }
         }
         headers.insert("x-tusk-served-by", header_value(peer));
