@@ -690,3 +690,34 @@ def test_nats_users_and_passwords(tmp_path):
         for n in nodes:
             n.stop(signal.SIGKILL)
         server.kill()
+
+
+def test_readiness_follows_the_nats_connection(tmp_path):
+    """Liveness stays 200 while NATS is gone (no reason to restart a node); readiness turns
+    503 until the node is connected again, then 200."""
+    root = tmp_path / "nats"
+    root.mkdir()
+    server = NatsServer(root, "lone", free_port(), free_port(), free_port(), []).start()
+    node = None
+    try:
+        assert wait_until(server.healthy, 30)
+        node = Node(tmp_path / "node" / "data", extra_args=["--sandbox", "off"],
+                    env={"TUSK_ADMIN_TOKEN": TOKEN, "TUSK_CLUSTER": server.url,
+                         "TUSK_CLUSTER_TOKEN": NATS_TOKEN}).start()
+
+        def ready():
+            return requests.get(f"{node.url}/_tusk/health/ready", timeout=5)
+
+        assert ready().status_code == 200
+        assert requests.get(f"{node.url}/_tusk/health", timeout=5).json() == {"status": "ok", "cluster": "connected"}
+        server.kill()
+        assert wait_until(lambda: ready().status_code == 503, 30), "readiness ignored the lost NATS connection"
+        assert ready().json()["cluster"] == "disconnected"
+        live = requests.get(f"{node.url}/_tusk/health", timeout=5)
+        assert live.status_code == 200 and live.json()["cluster"] == "disconnected"
+        server.start()
+        assert wait_until(lambda: ready().status_code == 200, 60), "readiness did not come back with NATS"
+    finally:
+        if node:
+            node.stop(signal.SIGKILL)
+        server.kill()

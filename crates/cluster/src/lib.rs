@@ -192,6 +192,12 @@ pub fn parse_urls(values: &[String]) -> Vec<String> {
 
 impl Cluster {
     /// Connects (waiting for NATS to come up) and creates what is missing.
+    /// True while the node holds a connection to a NATS server (the client reconnects by
+    /// itself; readiness reports the gaps).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     pub async fn connect(config: &ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
         // Credentials never reach a log line or an error message.
         let urls = config

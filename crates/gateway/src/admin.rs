@@ -69,8 +69,40 @@ impl IntoResponse for GatewayError {
     }
 }
 
-pub async fn health() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
+/// Liveness: the node answers. In a cluster the body also says whether NATS is reachable,
+/// but the status stays 200: a NATS outage is no reason to restart every node.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match &state.cluster {
+        None => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Some(c) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "cluster": cluster_state(c.connected())}),
+        ),
+    }
+}
+
+/// Readiness: 503 while a cluster node has lost NATS (deploys, async events and logs need
+/// it), so a load balancer sends traffic to nodes that have it.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match &state.cluster {
+        Some(c) if !c.connected() => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready", "cluster": "disconnected"}),
+        ),
+        Some(_) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "cluster": "connected"}),
+        ),
+        None => json_response(StatusCode::OK, &json!({"status": "ready"})),
+    }
+}
+
+fn cluster_state(connected: bool) -> &'static str {
+    if connected {
+        "connected"
+    } else {
+        "disconnected"
+    }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {

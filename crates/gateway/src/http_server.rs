@@ -21,6 +21,7 @@ const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     let app = Router::new()
         .route("/_tusk/health", get(admin::health))
+        .route("/_tusk/health/ready", get(admin::ready))
         .route("/_tusk/metrics", get(admin::metrics))
         .route(
             "/_tusk/packages/{sha}",

@@ -120,6 +120,8 @@ pub(crate) struct AppState {
     pub listen: SocketAddr,
     /// The other nodes of the cluster (none on a single node).
     pub peers: Option<Arc<tusk_cluster::Peers>>,
+    /// The cluster connection, for readiness (none on a single node).
+    pub cluster: Option<Arc<tusk_cluster::Cluster>>,
 }
 
 fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_ {
@@ -261,6 +263,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             }
             c.start_peers(url)
         }),
+        cluster: cluster.clone(),
     });
     state
         .control

@@ -90,9 +90,10 @@ def test_tusk_probes_hit_the_health_endpoint_on_the_listen_port(rendered):
     c = container(dep, "tusk")
     listen = env(c)["TUSK_LISTEN"]["value"]
     assert listen.startswith("0.0.0.0:"), "must listen on the pod IP, not loopback"
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    paths = {"readinessProbe": "/_tusk/health/ready", "livenessProbe": "/_tusk/health", "startupProbe": "/_tusk/health"}
+    for probe, path in paths.items():
         get = c[probe]["httpGet"]
-        assert get["path"] == "/_tusk/health", probe
+        assert get["path"] == path, probe
         assert named_port(c, get["port"]) == int(listen.rsplit(":", 1)[1]), probe
     # Liveness must be more patient than readiness: a busy node is unready, not dead.
     live, ready = c["livenessProbe"], c["readinessProbe"]
