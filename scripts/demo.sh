@@ -29,7 +29,7 @@ done
 cat <<MSG
 
 Tusk is running at $TUSK_SERVER (stop it with: pkill -f 'tusk serve --listen $LISTEN')
-Try:
+Try (the tusk commands find this node with: export TUSK_SERVER=$TUSK_SERVER TUSK_DATA_DIR=$DATA):
   $TUSK invoke hello-function-dev-hello --data '{"name":"Tusk"}' --log
   curl $TUSK_SERVER/hello
   curl $TUSK_SERVER/   (the web app: forms, uploads, cookies; open it in a browser)
