@@ -158,6 +158,11 @@ impl Instance {
         self.process.is_alive()
     }
 
+    /// True until the instance takes its first invocation (its REPORT carries Init Duration).
+    pub fn fresh(&self) -> bool {
+        self.invocations.load(std::sync::atomic::Ordering::Relaxed) == 0
+    }
+
     /// True once the instance served its `max_invocations`.
     pub fn exhausted(&self) -> bool {
         let max = self.spec.max_invocations;

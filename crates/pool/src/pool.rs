@@ -3,7 +3,7 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tusk_instance::{
     FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, RawResponse,
     StartError,
@@ -33,7 +33,21 @@ pub struct FunctionPool {
     waiting: AtomicUsize,
     idle: Mutex<Vec<Instance>>,
     alive: AtomicUsize,
+    /// Instances being started right now.
+    starting: AtomicUsize,
+    /// Woken when an instance goes idle or a start ends: waiters look again.
+    freed: Notify,
     retired: AtomicBool,
+}
+
+/// How many instances of one function start at once. A burst on a cold function used to
+/// start one instance per waiting request (32 PHP starts fighting for 2 cores); a few starts
+/// at a time, with every waiter taking whichever instance frees up first, serve it sooner.
+fn parallel_starts() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(2)
 }
 
 /// Result of one Runtime API invocation, ready for the Invoke API.
@@ -138,6 +152,8 @@ impl FunctionPool {
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             alive: AtomicUsize::new(0),
+            starting: AtomicUsize::new(0),
+            freed: Notify::new(),
             retired: AtomicBool::new(false),
         }
     }
@@ -192,21 +208,75 @@ impl FunctionPool {
                 }
             }
         };
-        if let Some(instance) = self.pop_idle() {
-            return Ok(Lease {
-                pool: self.clone(),
-                instance: Some(instance),
-                cold: false,
-                _permit: permit,
-            });
+        // Take the first instance that frees up, or the one this request started, whichever
+        // comes first; a start this request no longer needs goes to the idle list.
+        let mut own_start: Option<oneshot::Receiver<Result<Instance, StartError>>> = None;
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(instance) = self.pop_idle() {
+                return Ok(self.lease(instance, permit));
+            }
+            if own_start.is_none() && self.reserve_start() {
+                own_start = Some(self.spawn_start());
+            }
+            match own_start.as_mut() {
+                Some(started) => tokio::select! {
+                    result = started => {
+                        return match result {
+                            Ok(Ok(instance)) => Ok(self.lease(instance, permit)),
+                            Ok(Err(e)) => Err(AcquireError::Start(e)),
+                            Err(_) => Err(AcquireError::Start(StartError::Setup(
+                                std::io::Error::other("the instance start was abandoned"),
+                            ))),
+                        };
+                    }
+                    _ = &mut notified => {}
+                },
+                // The short timeout is a safety net: every path that frees an instance or
+                // room notifies, but a missed wake-up must not leave a request waiting.
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                }
+            }
         }
-        let instance = self.start_instance().await?;
-        Ok(Lease {
+    }
+
+    fn lease(self: &Arc<Self>, instance: Instance, permit: OwnedSemaphorePermit) -> Lease {
+        Lease {
             pool: self.clone(),
+            cold: instance.fresh(),
             instance: Some(instance),
-            cold: true,
             _permit: permit,
-        })
+        }
+    }
+
+    /// Counts a start in if fewer than `parallel_starts()` run and the pool has room.
+    fn reserve_start(&self) -> bool {
+        let limit = parallel_starts();
+        self.starting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |starting| {
+                let room = self.alive.load(Ordering::Acquire) + starting < self.max;
+                (starting < limit && room).then_some(starting + 1)
+            })
+            .is_ok()
+    }
+
+    /// Starts an instance in its own task (a caller that goes away must not lose it); the
+    /// result goes to the caller, or the instance to the idle list when nobody waits for it.
+    fn spawn_start(self: &Arc<Self>) -> oneshot::Receiver<Result<Instance, StartError>> {
+        let (tx, rx) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let result = pool.start_instance().await;
+            pool.starting.fetch_sub(1, Ordering::AcqRel);
+            if let Err(Ok(instance)) = tx.send(result) {
+                pool.release(instance);
+            }
+            pool.freed.notify_waiters();
+        });
+        rx
     }
 
     /// Most recently used first: it is the warmest (caches, opcache).
@@ -231,14 +301,16 @@ impl FunctionPool {
     fn release(&self, instance: Instance) {
         if self.retired.load(Ordering::Acquire) || !instance.is_alive() || instance.exhausted() {
             self.alive.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        match self.idle.lock() {
-            Ok(mut idle) => idle.push(instance),
-            Err(_) => {
-                self.alive.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            match self.idle.lock() {
+                Ok(mut idle) => idle.push(instance),
+                Err(_) => {
+                    self.alive.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
+        // Either an idle instance or room for a new one: a waiter may go on.
+        self.freed.notify_waiters();
     }
 
     /// Stops accepting idle instances and stops the idle ones (a newer version took over).
