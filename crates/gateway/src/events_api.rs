@@ -164,14 +164,14 @@ pub async fn delete(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    match state
-        .control
-        .events
-        .store()
-        .run(Op::DeleteQueue(name.clone()))
-        .await
-    {
-        Ok(_) => json_response(StatusCode::OK, &json!({"deleted": name})),
+    let answer = json!({"deleted": name});
+    run_queue_op(&state, Op::DeleteQueue(name), answer).await
+}
+
+/// Runs a queue operation; `answer` on success, the queue error otherwise.
+async fn run_queue_op(state: &AppState, op: Op, answer: serde_json::Value) -> Response {
+    match state.control.events.store().run(op).await {
+        Ok(_) => json_response(StatusCode::OK, &answer),
         Err(e) => queue_error(e),
     }
 }
@@ -235,14 +235,6 @@ pub async fn purge(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    match state
-        .control
-        .events
-        .store()
-        .run(Op::Purge(name.clone()))
-        .await
-    {
-        Ok(_) => json_response(StatusCode::OK, &json!({"purged": name})),
-        Err(e) => queue_error(e),
-    }
+    let answer = json!({"purged": name});
+    run_queue_op(&state, Op::Purge(name), answer).await
 }
