@@ -195,9 +195,10 @@ impl Instance {
         self.process.capture().begin(request_id);
     }
 
-    /// Adds a platform line (START/END/REPORT) to the log and to the invocation's tail.
-    pub fn platform_line(&self, request_id: &str, line: &str) {
-        self.process.capture().platform(request_id, line);
+    /// Adds a platform line (START/END/REPORT) of the current invocation (see [`Self::begin`])
+    /// to the log and to the invocation's tail.
+    pub fn platform_line(&self, line: &str) {
+        self.process.capture().platform(line);
     }
 
     /// Waits briefly for output still in the pipe, so it is logged with this invocation.
@@ -288,7 +289,7 @@ impl Instance {
     /// Lambda's answer when the memory limit killed the runtime mid-invocation.
     fn out_of_memory(&self, request_id: &str, info: &ExitInfo) -> Outcome {
         let message = format!("RequestId: {request_id} Error: Runtime exited with error: {info}");
-        self.platform_line(request_id, &message);
+        self.platform_line(&message);
         let body = serde_json::json!({
             "errorType": "Runtime.OutOfMemory",
             "errorMessage": message,

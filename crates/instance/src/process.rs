@@ -72,23 +72,15 @@ impl Capture {
         self.flush(flushed);
     }
 
-    pub(crate) fn platform(&self, request_id: &str, line: &str) {
-        let flushed = self.state.lock().ok().and_then(|mut s| {
+    /// Platform lines belong to the invocation [`Self::begin`] started.
+    pub(crate) fn platform(&self, line: &str) {
+        if let Ok(mut s) = self.state.lock() {
             push_tail(&mut s.tail, line);
-            let flushed = if s.request_id.as_deref() == Some(request_id) {
-                None
-            } else {
-                let f = s.take_pending();
-                s.request_id = Some(request_id.to_string());
-                f
-            };
             if !s.pending.is_empty() {
                 s.pending.push('\n');
             }
             s.pending.push_str(line);
-            flushed
-        });
-        self.flush(flushed);
+        }
     }
 
     pub(crate) fn finish(&self) -> String {

@@ -593,13 +593,10 @@ impl FunctionPool {
 
     fn begin(&self, instance: &Instance, request_id: &str) {
         instance.begin(request_id);
-        instance.platform_line(
-            request_id,
-            &format!(
-                "START RequestId: {request_id} Version: {}",
-                self.spec.version
-            ),
-        );
+        instance.platform_line(&format!(
+            "START RequestId: {request_id} Version: {}",
+            self.spec.version
+        ));
     }
 
     /// Writes END and REPORT and returns the invocation's log tail.
@@ -612,7 +609,7 @@ impl FunctionPool {
     ) -> String {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         instance.drain().await;
-        instance.platform_line(request_id, &format!("END RequestId: {request_id}"));
+        instance.platform_line(&format!("END RequestId: {request_id}"));
         let mut report = format!(
             "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
             duration_ms.ceil().max(1.0) as u64,
@@ -625,7 +622,7 @@ impl FunctionPool {
                 instance.init_duration.as_secs_f64() * 1000.0
             ));
         }
-        instance.platform_line(request_id, &report);
+        instance.platform_line(&report);
         self.metrics.observe(duration_ms);
         instance.take_log_tail()
     }
@@ -636,7 +633,7 @@ impl FunctionPool {
             "Task timed out after {:.2} seconds",
             self.spec.timeout.as_secs_f64()
         );
-        instance.platform_line(request_id, &format!("{} {request_id} {msg}", iso_now()));
+        instance.platform_line(&format!("{} {request_id} {msg}", iso_now()));
         (
             error_body(
                 "Sandbox.Timedout",
@@ -648,7 +645,7 @@ impl FunctionPool {
 
     fn exited(&self, instance: &Instance, request_id: &str, why: &str) -> (Bytes, String) {
         let msg = format!("RequestId: {request_id} Error: Runtime exited with error: {why}");
-        instance.platform_line(request_id, &msg);
+        instance.platform_line(&msg);
         (
             error_body("Runtime.ExitError", msg),
             "Runtime.ExitError".to_string(),
