@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from conftest import Node, free_port, write_project
+from test_events import sqs_client
 
 TOKEN = "cluster-test-token-0123456789"
 NATS_TOKEN = "nats-test-secret-9876543210"
@@ -49,6 +50,14 @@ functions:
     maximumRetryAttempts: 0
     events:
       - schedule: rate(1 second)
+constructs:
+  jobs:
+    type: queue
+    batchSize: 5
+    worker:
+      handler: job.php
+      # Visibility timeout 6 x 2 s: messages a dead node held come back after 12 s.
+      timeout: 2
 """,
     # Each finished event leaves a marker naming the worker's ancestors (one is the node).
     "ancestors.php": """<?php
@@ -76,6 +85,16 @@ return function ($e) {
 };
 """,
     "hello.php": "<?php return fn ($e) => ['hello' => $e['name'] ?? 'world'];",
+    "job.php": """<?php
+require_once __DIR__ . '/ancestors.php';
+return function ($event) {
+    $dir = getenv('MARK_DIR');
+    foreach ($event['Records'] as $r) { file_put_contents("$dir/jobstart-{$r['body']}", ancestors() . "\n", FILE_APPEND); }
+    usleep(1000000);
+    foreach ($event['Records'] as $r) { file_put_contents("$dir/job-{$r['body']}", ancestors() . "\n", FILE_APPEND); }
+    return ['batchItemFailures' => []];
+};
+""",
     "tick.php": """<?php
 require_once __DIR__ . '/ancestors.php';
 return function ($e) {
@@ -288,9 +307,29 @@ def run(nodes, nats, marks, tmp_path):
             time.sleep(0.2)
         raise AssertionError(f"event {i} was never accepted")
 
+    # Queue messages (SQS API, any node), taken by the `jobs` worker on every node.
+    jobs_total = int(os.environ.get("TUSK_CLUSTER_JOBS", "600"))
+    sqs = [sqs_client(n) for n in nodes]
+    jobs_url = sqs[0].get_queue_url(QueueName="ev-dev-jobs")["QueueUrl"]
+
+    def send_jobs(first, last, clients):
+        for k, start in enumerate(range(first, last, 10)):
+            entries = [{"Id": str(i), "MessageBody": str(i)} for i in range(start, min(start + 10, last))]
+            for attempt in range(40):
+                try:
+                    if not clients[(k + attempt) % len(clients)].send_message_batch(
+                            QueueUrl=jobs_url, Entries=entries).get("Failed"):
+                        break
+                except Exception:  # noqa: BLE001 (a node or NATS server going away)
+                    pass
+                time.sleep(0.25)
+            else:
+                raise AssertionError(f"queue messages {start}.. were never accepted")
+
+    send_jobs(0, jobs_total // 2, sqs)
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda i: send(i, nodes), range(total // 2)))
-    # Kill the victim while it is working through events, so it holds some unacked.
+    # Kill the victim while it is working through events and messages, so it holds some unacked.
     victim = c
     victim_pid = victim.proc.pid
 
@@ -299,9 +338,10 @@ def run(nodes, nats, marks, tmp_path):
         return [victim_pid in {int(x) for x in line.split(",") if x} for line in path.read_text().split()]
 
     def victim_working():
-        return any(any(runs(p)) for p in marks.glob("work-*"))
+        return any(any(runs(p)) for p in marks.glob("work-*")) and \
+            any(any(runs(p)) for p in marks.glob("jobstart-*"))
 
-    assert wait_until(victim_working, 20, 0.1), "the victim node never took an async event"
+    assert wait_until(victim_working, 20, 0.1), "the victim node never took an async event and a queue message"
     # Any node reports the cluster-wide backlog (JetStream's, not its own database's).
     overview = requests.get(f"{a.url}/_tusk/events", headers=a.auth(), timeout=10).json()
     backlog = next(q for q in overview["queues"] if q["name"] == "async:ev-dev-work")
@@ -314,6 +354,7 @@ def run(nodes, nats, marks, tmp_path):
     survivors = [a, b]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda i: send(i, survivors), range(total // 2, total)))
+    send_jobs(jobs_total // 2, jobs_total, sqs[:2])
     sent_done = time.time()
 
     # -- no async event lost ------------------------------------------------------------------
@@ -341,6 +382,20 @@ def run(nodes, nats, marks, tmp_path):
           f"{recovery:.1f} s after the kill (AckWait = timeout 3 s + 10 s)")
     print(f"async: all events done {all_done - killed_at:.1f} s after the kill "
           f"({all_done - sent_done:.1f} s after the last was accepted)")
+
+    # -- no queue message lost ------------------------------------------------------------------
+    def jobs_done():
+        return {int(p.name.split("-")[1]) for p in marks.glob("job-*")}
+
+    assert wait_until(lambda: jobs_done() >= set(range(jobs_total)), 120, 0.25), \
+        f"lost queue messages: {sorted(set(range(jobs_total)) - jobs_done())[:30]}"
+    job_runs = {int(p.name.split("-")[1]): runs(p) for p in marks.glob("job-*")}
+    job_started_on_victim = {int(p.name.split("-")[1]) for p in marks.glob("jobstart-*") if any(runs(p))}
+    jobs_held = {i for i in job_started_on_victim if not any(job_runs[i])}
+    jobs_recovery = max((marks / f"job-{i}").stat().st_mtime for i in jobs_held) - killed_at if jobs_held else 0.0
+    print(f"queue: {jobs_total} messages, 0 lost, {sum(len(v) - 1 for v in job_runs.values())} handled twice; "
+          f"{len(jobs_held)} were in flight on the killed node, all handled elsewhere "
+          f"{jobs_recovery:.1f} s after the kill (visibility timeout 12 s)")
 
     after_kill = [(lat, tries) for t, lat, tries in accept_log if t >= nats_killed_at]
     print(f"async accepts after the NATS server kill: {len(after_kill)}, slowest "

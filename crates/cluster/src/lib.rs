@@ -8,16 +8,20 @@
 //!   (`tusk.async.FUNCTION`) with one durable pull consumer per function shared by every node,
 //!   explicit acks and a de-duplication window (schedules publish each tick under one id);
 //! - schedule anchors: KV bucket `tusk-schedules`;
+//! - user queues: settings in KV bucket `tusk-queues`, messages in work-queue stream
+//!   `TUSK_QUEUES` (`tusk.queue.NAME`), see [`JetStreamQueues`];
 //! - which nodes are up: each announces its URL on core NATS (`tusk.nodes`), see [`Peers`].
 //!
 //! [`ClusterStore`] implements [`tusk_store::Store`] and [`JetStreamTransport`] implements
 //! [`tusk_events::AsyncTransport`]: the same seams as a single node, second implementations.
 
 mod peers;
+mod queues;
 mod store;
 mod transport;
 
 pub use peers::Peers;
+pub use queues::JetStreamQueues;
 pub use store::{ClusterStore, RegistryChange};
 pub use transport::JetStreamTransport;
 
@@ -28,6 +32,8 @@ use std::time::Duration;
 pub const SERVICES_BUCKET: &str = "tusk-services";
 pub const SCHEDULES_BUCKET: &str = "tusk-schedules";
 pub const PACKAGES_BUCKET: &str = "tusk-packages";
+pub const QUEUES_BUCKET: &str = "tusk-queues";
+pub const QUEUES_STREAM: &str = "TUSK_QUEUES";
 pub const ASYNC_STREAM: &str = "TUSK_ASYNC";
 pub const LOGS_STREAM: &str = "TUSK_LOGS";
 
@@ -175,6 +181,7 @@ pub struct Cluster {
     pub js: jetstream::Context,
     pub services: kv::Store,
     pub schedules: kv::Store,
+    pub queues: kv::Store,
     pub packages: object_store::ObjectStore,
     pub replicas: usize,
 }
@@ -257,7 +264,7 @@ impl Cluster {
         // JetStream answers only once its servers have elected a leader: keep asking for a
         // while (NATS and Tusk often start together, e.g. on Kubernetes).
         let mut tries = 0;
-        let (services, schedules, packages) = loop {
+        let (services, schedules, queues, packages) = loop {
             match Self::prepare(&js, config, replicas).await {
                 Ok(handles) => break handles,
                 Err(e) if tries < 60 => {
@@ -274,6 +281,7 @@ impl Cluster {
             js,
             services,
             schedules,
+            queues,
             packages,
             replicas,
         }))
@@ -284,9 +292,10 @@ impl Cluster {
         js: &jetstream::Context,
         config: &ClusterConfig,
         replicas: usize,
-    ) -> Result<(kv::Store, kv::Store, object_store::ObjectStore), ClusterError> {
+    ) -> Result<(kv::Store, kv::Store, kv::Store, object_store::ObjectStore), ClusterError> {
         let services = ensure_kv(js, SERVICES_BUCKET, 16, replicas).await?;
         let schedules = ensure_kv(js, SCHEDULES_BUCKET, 1, replicas).await?;
+        let queues = ensure_kv(js, QUEUES_BUCKET, 1, replicas).await?;
         let packages = match js.get_object_store(PACKAGES_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
@@ -326,7 +335,23 @@ impl Cluster {
         })
         .await
         .map_err(js_err("cannot create the log stream"))?;
-        Ok((services, schedules, packages))
+        js.get_or_create_stream(stream::Config {
+            name: QUEUES_STREAM.into(),
+            subjects: vec!["tusk.queue.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            // SQS keeps a message at most 14 days.
+            max_age: Duration::from_secs(14 * 24 * 3600),
+            // A send retried across a failover is stored once.
+            duplicate_window: Duration::from_secs(120),
+            // Queue statistics read the oldest message of a queue directly.
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(js_err("cannot create the queue stream"))?;
+        Ok((services, schedules, queues, packages))
     }
 }
 

@@ -22,7 +22,12 @@ pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMappi
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
-            Err(_) => return,
+            // The store is failing over (a cluster) or stopping: keep the poller alive.
+            Err(e) => {
+                tracing::warn!(function, queue = %mapping.queue, error = %e, "cannot read the queue of an sqs event; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let batch = collect(&events, &mapping, visibility_ms).await;
         if batch.is_empty() {

@@ -5,6 +5,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,8 @@ pub enum Op {
     CreateQueue(QueueConfig),
     DeleteQueue(String),
     Queues,
+    /// One queue's settings (none when it does not exist).
+    Queue(String),
     Send {
         queue: String,
         messages: Vec<NewMessage>,
@@ -140,10 +143,23 @@ type Job = (Op, oneshot::Sender<Result<Reply, QueueError>>);
 /// seq, id, body, attributes, sent_ms, receive_count, last_error
 type StoredRow = (i64, String, String, String, i64, u32, Option<String>);
 
+/// Where user queues (`sqs` events, the SQS API, queue destinations) live when the node is one
+/// of a cluster: the second implementation of the same operations. Internal queues (a single
+/// node's async invocations) and schedule state always stay local.
+pub trait SharedQueues: Send + Sync + 'static {
+    fn run(&self, op: Op) -> crate::BoxFuture<'_, Result<Reply, QueueError>>;
+}
+
 /// Handle to the queue store; cheap to clone.
 #[derive(Clone)]
 pub struct QueueStore {
     tx: mpsc::UnboundedSender<Job>,
+    shared: Arc<OnceLock<Arc<dyn SharedQueues>>>,
+}
+
+/// Internal queues carry a `:` (`async:FUNCTION`), which user queue names cannot.
+pub fn is_internal(queue: &str) -> bool {
+    queue.contains(':')
 }
 
 const SCHEMA: &str = "
@@ -191,10 +207,90 @@ impl QueueStore {
             .name("tusk-queue-writer".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| QueueError::Invalid(format!("cannot start the queue writer: {e}")))?;
-        Ok(QueueStore { tx })
+        Ok(QueueStore {
+            tx,
+            shared: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// Keeps user queues in `shared` from now on (a cluster); call once, at start-up.
+    pub fn set_shared(&self, shared: Arc<dyn SharedQueues>) {
+        if self.shared.set(shared).is_err() {
+            tracing::warn!("shared queues were already set");
+        }
     }
 
     pub async fn run(&self, op: Op) -> Result<Reply, QueueError> {
+        let Some(shared) = self.shared.get() else {
+            return self.run_local(op).await;
+        };
+        let user = |q: &str| !is_internal(q);
+        match op {
+            Op::CreateQueue(ref c) if !c.internal => shared.run(op).await,
+            Op::DeleteQueue(ref q) | Op::Purge(ref q) | Op::Queue(ref q) if user(q) => {
+                shared.run(op).await
+            }
+            Op::Send { ref queue, .. }
+            | Op::Receive { ref queue, .. }
+            | Op::Delete { ref queue, .. }
+            | Op::Retry { ref queue, .. }
+                if user(queue) =>
+            {
+                shared.run(op).await
+            }
+            Op::Complete {
+                queue,
+                receipt,
+                then_send,
+            } if then_send.iter().any(|(q, _)| user(q)) => {
+                // Not atomic across the two stores: the local part commits first, so a crash
+                // in between loses the user-queue records, never the event's outcome twice.
+                let (remote, local): (Vec<_>, Vec<_>) =
+                    then_send.into_iter().partition(|(q, _)| user(q));
+                let done = self
+                    .run_local(Op::Complete {
+                        queue,
+                        receipt,
+                        then_send: local,
+                    })
+                    .await?;
+                if matches!(done, Reply::Bool(true)) {
+                    for (queue, message) in remote {
+                        shared
+                            .run(Op::Send {
+                                queue,
+                                messages: vec![message],
+                            })
+                            .await?;
+                    }
+                }
+                Ok(done)
+            }
+            Op::Queues | Op::Stats => {
+                let stats = matches!(op, Op::Stats);
+                let local = self.run_local(op).await?;
+                let remote = shared
+                    .run(if stats { Op::Stats } else { Op::Queues })
+                    .await?;
+                Ok(match (local, remote) {
+                    (Reply::Queues(mut l), Reply::Queues(r)) => {
+                        l.retain(|q| q.internal);
+                        l.extend(r);
+                        Reply::Queues(l)
+                    }
+                    (Reply::Stats(mut l), Reply::Stats(r)) => {
+                        l.retain(|q| q.internal);
+                        l.extend(r);
+                        Reply::Stats(l)
+                    }
+                    (l, _) => l,
+                })
+            }
+            op => self.run_local(op).await,
+        }
+    }
+
+    async fn run_local(&self, op: Op) -> Result<Reply, QueueError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send((op, reply)).map_err(|_| QueueError::Stopped)?;
         rx.await.map_err(|_| QueueError::Stopped)?
@@ -264,7 +360,10 @@ impl QueueStore {
     }
 
     pub async fn queue(&self, name: &str) -> Result<Option<QueueConfig>, QueueError> {
-        Ok(self.queues().await?.into_iter().find(|q| q.name == name))
+        match self.run(Op::Queue(name.to_string())).await? {
+            Reply::Queues(q) => Ok(q.into_iter().next()),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -354,6 +453,11 @@ fn execute(tx: &Transaction<'_>, op: Op) -> Result<Reply, QueueError> {
             tx.execute("DELETE FROM messages WHERE queue = ?1", params![name])?;
             Ok(Reply::Bool(n > 0))
         }
+        Op::Queue(name) => match load_queue(tx, &name) {
+            Ok(config) => Ok(Reply::Queues(vec![config])),
+            Err(QueueError::NoSuchQueue(_)) => Ok(Reply::Queues(vec![])),
+            Err(e) => Err(e),
+        },
         Op::Queues => {
             let mut stmt = tx.prepare("SELECT config FROM queues ORDER BY name")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;

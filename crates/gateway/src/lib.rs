@@ -229,6 +229,9 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     .await
     .map_err(startup("cannot start the event engine"))?;
     if let Some(cluster) = &cluster {
+        events
+            .store()
+            .set_shared(tusk_cluster::JetStreamQueues::start(cluster.clone()));
         events.set_transport(Arc::new(tusk_cluster::JetStreamTransport::new(
             cluster.clone(),
         )));
