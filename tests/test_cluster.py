@@ -41,8 +41,9 @@ functions:
     handler: work.php
     timeout: 3
     maximumRetryAttempts: 2
-    # A few at a time per node, so the load lasts and the killed node holds events.
-    reservedConcurrency: 4
+    # Cluster-wide: 4 at a time per node of three, so the load lasts and the killed node
+    # holds events.
+    reservedConcurrency: 12
   hello:
     handler: hello.php
   tick:
@@ -458,14 +459,15 @@ provider:
 functions:
   slow:
     handler: slow.php
-    reservedConcurrency: 1
+    # Cluster-wide: one at a time per node of three.
+    reservedConcurrency: 3
     events:
       - httpApi: 'GET /slow'
 """,
     "slow.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
 }
 
-# A php-82-fpm web app with room for one request per node.
+# A php-82-fpm web app with room for one request per node of three.
 SITE = {
     "serverless.yml": """
 service: site
@@ -475,7 +477,7 @@ provider:
 functions:
   web:
     handler: index.php
-    reservedConcurrency: 1
+    reservedConcurrency: 3
     events:
       - httpApi: 'GET /page'
       - httpApi: 'POST /page'
@@ -499,8 +501,9 @@ echo json_encode([
 
 
 def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path):
-    """reservedConcurrency 1 per node: three calls at once on one node finish in about the
-    time of one or two, because the node forwards what it has no free instance for."""
+    """reservedConcurrency 3 over three nodes is one instance per node: three calls at once on
+    one node finish in about the time of one, because the node forwards what it has no free
+    instance for."""
     env = cluster_env(nats_cluster)
     nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
     try:
@@ -524,7 +527,8 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
         took = time.time() - started
         assert all(status == 200 for status, _ in answers), answers
         served_by = {by for _, by in answers}
-        print(f"\nforwarding: 3 calls of 1 s on a node with room for 1: {took:.2f} s; served by {served_by}")
+        print(f"\nforwarding: 3 calls of 1 s on a node with room for 1 (reservedConcurrency 3 over 3 nodes): "
+              f"{took:.2f} s; served by {served_by}")
         assert {n.url for n in nodes[1:]} & served_by, "no call was forwarded"
         assert took < 2.6
         # The same through an httpApi route: the node forwards the API Gateway event.
@@ -570,6 +574,144 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(call, range(3)))
         assert all(status == 200 for status, _ in answers), answers
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
+# reservedConcurrency 2 over three nodes: shares 1, 1 and 0 (by announced URL).
+LIMITED = {
+    "serverless.yml": """
+service: lim
+provider:
+  name: aws
+  runtime: php-82
+  environment:
+    MARK_DIR: ${env:MARK_DIR}
+functions:
+  capped:
+    handler: capped.php
+    timeout: 10
+    reservedConcurrency: 2
+    maximumRetryAttempts: 0
+    destinations:
+      onSuccess: sink
+  sink:
+    handler: sink.php
+""",
+    "ancestors.php": APP["ancestors.php"],
+    # When it ran (one clock: every node is on this machine) and under which node.
+    "capped.php": """<?php
+require_once __DIR__ . '/ancestors.php';
+return function ($e) {
+    $start = microtime(true);
+    usleep(($e['ms'] ?? 1000) * 1000);
+    return ['i' => $e['i'] ?? null, 'start' => $start, 'end' => microtime(true), 'chain' => ancestors()];
+};
+""",
+    "sink.php": """<?php
+return function ($r) {
+    $out = $r['responsePayload'];
+    file_put_contents(getenv('MARK_DIR') . "/ran-{$out['i']}", json_encode($out));
+    return null;
+};
+""",
+}
+
+
+def max_overlap(intervals):
+    """The most intervals (start, end) running at one instant."""
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    most = running = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_reserved_concurrency_holds_across_the_cluster(nats_cluster, tmp_path):
+    """reservedConcurrency 2 on three nodes: never more than 2 invocations at once in the
+    whole cluster, for sync calls spread over every node and for async events; the node
+    with no share forwards its calls or answers 429 at once; when a node with a share dies,
+    its share goes to the node that had none once the others forget the dead one."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["MARK_DIR"] = str(marks)
+    env = cluster_env(nats_cluster)
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        nodes[0].deploy(write_project(tmp_path / "lim", LIMITED))
+        for n in nodes:
+            assert wait_until(lambda: n.invoke("lim-dev-capped", {"ms": 0}).status_code == 200, 30)
+        # Shares follow the announced URLs, sorted: 1, 1, 0.
+        first, second, spare = sorted(nodes, key=lambda n: n.url)
+        pid_of = {n.url: n.proc.pid for n in nodes}
+
+        def ran_on(chain):
+            pids = {int(x) for x in chain.split(",") if x}
+            return [url for url, pid in pid_of.items() if pid in pids]
+
+        def call(node, i):
+            r = node.invoke("lim-dev-capped", {"i": i, "ms": 1000})
+            return node, r
+
+        # -- sync: 8 calls of 1 s at once, spread over the three nodes ------------------------
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: call(nodes[i % 3], i), range(8)))
+        intervals = []
+        for node, r in answers:
+            if r.status_code == 429:
+                # Only the node without a share throttles: no other node had a free slot.
+                assert node is spare, (node.url, r.text)
+                assert r.headers.get("x-amzn-errortype") == "TooManyRequestsException", r.headers
+                assert r.json()["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+                continue
+            assert r.status_code == 200, r.text
+            out = r.json()
+            intervals.append((out["start"], out["end"]))
+            assert spare.url not in ran_on(out["chain"]), out
+        statuses = [r.status_code for _, r in answers]
+        # The nodes with a share queue what nobody takes: their calls all succeed.
+        assert all(r.status_code == 200 for n, r in answers if n is not spare), statuses
+        print(f"\nreservedConcurrency 2 over 3 nodes, 8 sync calls of 1 s: statuses {statuses}, "
+              f"most at once {max_overlap(intervals)}")
+        assert max_overlap(intervals) <= 2, intervals
+
+        # -- async: 6 events of 1 s; only the nodes with a share take them ---------------------
+        sent = time.time()
+        for i in range(100, 106):
+            r = nodes[i % 3].invoke("lim-dev-capped", {"i": i, "ms": 1000}, headers={"X-Amz-Invocation-Type": "Event"})
+            assert r.status_code == 202, r.text
+        assert wait_until(lambda: all((marks / f"ran-{i}").exists() for i in range(100, 106)), 40, 0.2), \
+            sorted(p.name for p in marks.iterdir())
+        runs = [json.loads((marks / f"ran-{i}").read_text()) for i in range(100, 106)]
+        async_intervals = [(r["start"], r["end"]) for r in runs]
+        where = [ran_on(r["chain"]) for r in runs]
+        print(f"async: 6 events of 1 s done {time.time() - sent:.1f} s after the first was sent, "
+              f"most at once {max_overlap(async_intervals)}")
+        assert max_overlap(async_intervals) <= 2, async_intervals
+        assert all(w and spare.url not in w for w in where), where
+
+        # -- a node with a share dies: once forgotten (7 s), the spare node takes its share ----
+        first.stop(signal.SIGKILL)
+        killed = time.time()
+
+        def runs_locally():
+            r = spare.invoke("lim-dev-capped", {"ms": 0})
+            return r.status_code == 200 and "x-tusk-served-by" not in r.headers
+
+        assert wait_until(runs_locally, 20, 0.5), "the spare node never got a share"
+        print(f"membership: the node without a share runs calls itself {time.time() - killed:.1f} s after a kill")
+        survivors = [second, spare]
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda i: call(survivors[i % 2], i), range(6)))
+        assert all(r.status_code == 200 for _, r in answers), [r.status_code for _, r in answers]
+        intervals = [(r.json()["start"], r.json()["end"]) for _, r in answers]
+        assert max_overlap(intervals) <= 2, intervals
+        # Each survivor now has room for one: together they run two at once.
+        assert max_overlap(intervals) == 2, intervals
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)

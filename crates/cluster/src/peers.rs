@@ -1,6 +1,7 @@
 //! Which other nodes are up, and where they listen: each node announces its URL on core NATS
 //! (`tusk.nodes`) every [`ANNOUNCE_EVERY`]; a node not heard from for [`FORGET_AFTER`] is
-//! dropped. Used to forward synchronous calls a node has no free instance for.
+//! dropped. Used to forward synchronous calls a node has no free instance for, and to split
+//! each function's `reservedConcurrency` over the nodes up ([`Peers::members`]).
 
 use crate::Cluster;
 use futures_util::StreamExt;
@@ -8,30 +9,27 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 const SUBJECT: &str = "tusk.nodes";
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 pub const FORGET_AFTER: Duration = Duration::from_secs(7);
+/// How often forgotten nodes are noticed when nothing else asks ([`Peers::members`]).
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Peers {
     me: String,
     seen: Mutex<HashMap<String, Instant>>,
     turn: AtomicUsize,
+    members: watch::Sender<Vec<String>>,
+    started: Instant,
 }
 
 impl Peers {
     /// The other nodes heard from lately, in an order that rotates from call to call so
     /// forwarded work spreads over them.
     pub fn list(&self) -> Vec<String> {
-        let now = Instant::now();
-        let mut urls: Vec<String> = match self.seen.lock() {
-            Ok(mut seen) => {
-                seen.retain(|_, at| now.duration_since(*at) < FORGET_AFTER);
-                seen.keys().cloned().collect()
-            }
-            Err(_) => Vec::new(),
-        };
-        urls.sort();
+        let mut urls = self.others();
         if !urls.is_empty() {
             let turn = self.turn.fetch_add(1, Ordering::Relaxed) % urls.len();
             urls.rotate_left(turn);
@@ -44,11 +42,55 @@ impl Peers {
         &self.me
     }
 
-    fn heard(&self, url: String) {
-        if url != self.me {
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.insert(url, Instant::now());
+    /// The URLs of every node up, this one included, sorted; changes when a node is first
+    /// heard or forgotten (noticed within [`PRUNE_EVERY`]).
+    pub fn members(&self) -> watch::Receiver<Vec<String>> {
+        self.members.subscribe()
+    }
+
+    /// Returns once this node has had time to hear every other node announce itself
+    /// (one announce period after it started listening).
+    pub async fn settled(&self) {
+        let at = self.started + ANNOUNCE_EVERY + Duration::from_millis(500);
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    /// The other nodes heard from lately, sorted; forgets the silent ones and publishes the
+    /// membership when it changed.
+    fn others(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut urls: Vec<String> = match self.seen.lock() {
+            Ok(mut seen) => {
+                seen.retain(|_, at| now.duration_since(*at) < FORGET_AFTER);
+                seen.keys().cloned().collect()
             }
+            Err(_) => return Vec::new(),
+        };
+        urls.sort();
+        let mut all = urls.clone();
+        all.push(self.me.clone());
+        all.sort();
+        self.members.send_if_modified(|members| {
+            let changed = *members != all;
+            if changed {
+                tracing::info!(nodes = ?all, "cluster membership changed");
+                *members = all;
+            }
+            changed
+        });
+        urls
+    }
+
+    fn heard(&self, url: String) {
+        if url == self.me {
+            return;
+        }
+        let new = match self.seen.lock() {
+            Ok(mut seen) => seen.insert(url, Instant::now()).is_none(),
+            Err(_) => false,
+        };
+        if new {
+            self.others();
         }
     }
 }
@@ -57,9 +99,25 @@ impl Cluster {
     /// Starts announcing `my_url` and listening for the other nodes.
     pub fn start_peers(self: &Arc<Self>, my_url: String) -> Arc<Peers> {
         let peers = Arc::new(Peers {
+            members: watch::Sender::new(vec![my_url.clone()]),
             me: my_url,
             seen: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
+            started: Instant::now(),
+        });
+        // `list()` forgets silent nodes only when asked: notice them without a caller too.
+        let pruned = Arc::downgrade(&peers);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                tick.tick().await;
+                match pruned.upgrade() {
+                    Some(peers) => {
+                        peers.others();
+                    }
+                    None => return,
+                }
+            }
         });
         let (client, me) = (self.client.clone(), peers.me.clone());
         tokio::spawn(async move {

@@ -13,6 +13,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::AckKind;
 use futures_util::StreamExt;
 use sha2::Digest;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,6 +31,8 @@ pub const ACK_GRACE: Duration = Duration::from_secs(10);
 const FETCH_EXPIRES: Duration = Duration::from_secs(2);
 /// How long the client waits for the next event of a pull before giving up on it.
 const FETCH_WAIT: Duration = Duration::from_secs(4);
+/// How soon a node with no room for a function's events looks again.
+const NO_ROOM_WAIT: Duration = Duration::from_millis(100);
 
 pub struct JetStreamTransport {
     cluster: Arc<Cluster>,
@@ -252,6 +255,8 @@ impl JetStreamTransport {
 
     async fn consume_loop(self: Arc<Self>, events: Arc<Events>, function: String) {
         let limit = events.limit_for(&function);
+        // Events of this function fetched here and not finished yet.
+        let running = Arc::new(AtomicUsize::new(0));
         loop {
             let Some(config) = events.config(&function) else {
                 // `configure` records the function just after starting this task.
@@ -270,12 +275,21 @@ impl JetStreamTransport {
                 }
             };
             loop {
-                // Take only as many events as this node can start now.
+                // Take only as many events as this node can start now: within its share of
+                // the function's instances (none when its share of reservedConcurrency is
+                // 0, so the nodes together never run more than that), less the slots sync
+                // calls hold and the events fetched that have not taken theirs yet.
+                let (share, free) = events.slots(&function);
+                let room = free.min(share.saturating_sub(running.load(Ordering::Acquire)));
+                if room == 0 {
+                    tokio::time::sleep(NO_ROOM_WAIT).await;
+                    continue;
+                }
                 let Ok(first) = limit.clone().acquire_owned().await else {
                     return;
                 };
                 let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
-                while permits.len() < 64 {
+                while permits.len() < room.min(64) {
                     match limit.clone().try_acquire_owned() {
                         Ok(p) => permits.push(p),
                         Err(_) => break,
@@ -319,9 +333,10 @@ impl JetStreamTransport {
                     let transport = self.clone();
                     let events = events.clone();
                     let config = config.clone();
+                    let counted = Counted::new(&running);
                     tokio::spawn(async move {
                         transport.handle(&events, &config, message).await;
-                        drop(permit);
+                        drop((permit, counted));
                     });
                 }
                 drop(permits);
@@ -331,6 +346,22 @@ impl JetStreamTransport {
                 }
             }
         }
+    }
+}
+
+/// Counts one running event until dropped (also when its task panics).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::AcqRel);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -345,6 +345,16 @@ impl Events {
             .clone()
     }
 
+    /// `(share, free)`: how many instances of `function` this node runs at once now (its
+    /// share of `reservedConcurrency` in a cluster) and how many slots are free; `(0, 0)`
+    /// when it has no pool here.
+    pub fn slots(&self, function: &str) -> (usize, usize) {
+        self.dispatcher
+            .get(function)
+            .map(|p| (p.share(), p.free_slots()))
+            .unwrap_or((0, 0))
+    }
+
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
             let functions: Vec<String> = self

@@ -1,13 +1,15 @@
 //! Keeps a cluster node serving what the registry says: it watches the `tusk-services` KV
 //! bucket and (re)loads every deployment another node makes, fetching its package from the
 //! Object Store first. A deploy reaches every node within one watch delivery plus the package
-//! download and the new pools' start.
+//! download and the new pools' start. [`share_reserved_concurrency`] keeps each node's part
+//! of every `reservedConcurrency` in line with the nodes up.
 
 use crate::{AppState, GatewayError};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tusk_cluster::{ClusterStore, RegistryChange};
+use tusk_cluster::{ClusterStore, Peers, RegistryChange};
+use tusk_pool::{Dispatcher, Placement};
 use tusk_store::{ServiceRecord, Store};
 
 pub async fn follow(state: Arc<AppState>, store: Arc<ClusterStore>) {
@@ -95,5 +97,59 @@ async fn apply(state: &AppState, store: &ClusterStore, record: ServiceRecord) {
     }
     if let Err(e) = state.control.activate_replicated(record).await {
         tracing::error!(%service, version, error = %e, "cannot serve the new version");
+    }
+}
+
+/// Splits every function's `reservedConcurrency` over the nodes up (see
+/// [`tusk_pool::Placement`]) and keeps it split as nodes join or are forgotten. Returns once
+/// the first split is in place: this node first listens for the others for one announce
+/// period, so its pools never start with a lone node's share. Call it before any pool exists.
+pub async fn share_reserved_concurrency(peers: Arc<Peers>, dispatcher: Arc<Dispatcher>) {
+    peers.settled().await;
+    let mut members = peers.members();
+    let first = placement(peers.me(), &members.borrow_and_update());
+    dispatcher.set_placement(first);
+    tracing::info!(
+        index = first.index,
+        nodes = first.nodes,
+        "reservedConcurrency split over the cluster"
+    );
+    tokio::spawn(async move {
+        while members.changed().await.is_ok() {
+            let now = placement(peers.me(), &members.borrow_and_update());
+            if now != dispatcher.placement() {
+                tracing::info!(
+                    index = now.index,
+                    nodes = now.nodes,
+                    "reservedConcurrency split again"
+                );
+                dispatcher.set_placement(now);
+            }
+        }
+    });
+}
+
+/// This node's place among `members` (sorted URLs, this node's included).
+fn placement(me: &str, members: &[String]) -> Placement {
+    Placement {
+        index: members.iter().position(|m| m == me).unwrap_or(0),
+        nodes: members.len().max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_finds_its_place_among_the_sorted_members() {
+        let members: Vec<String> = ["http://a:1", "http://b:1", "http://c:1"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            placement("http://b:1", &members),
+            Placement { index: 1, nodes: 3 }
+        );
+        assert_eq!(placement("http://a:1", &members[..1]), Placement::ALONE);
     }
 }

@@ -351,6 +351,9 @@ impl ControlPlane {
                 self.logs.clone(),
                 self.dispatcher.metrics_for(&name),
             ));
+            // This node's share of the function's reservedConcurrency, before the pool
+            // starts provisioned instances or takes a request.
+            self.dispatcher.fit(&pool);
             new_routes.extend(routes_for(&name, &f.events));
             pools.push(pool);
         }

@@ -299,6 +299,9 @@ async fn user_route(
             {
                 return r;
             }
+            if lambda_api::no_share_here(&state, &pool) {
+                return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            }
         }
         let request_id = uuid::Uuid::new_v4().to_string();
         let params = web::fastcgi_params(
@@ -409,6 +412,9 @@ async fn user_route(
             Some(Err(_)) => return gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
             // Not taken (or not found there yet): run it here.
             Some(Ok(_)) | None => {}
+        }
+        if lambda_api::no_share_here(&state, &pool) {
+            return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
         }
     }
     match pool.invoke(payload, None).await {

@@ -129,6 +129,9 @@ pub async fn invoke(
         if let Some(r) = forward_to_peer(&state, &full, &req.headers, &payload, f.timeout).await {
             return r;
         }
+        if no_share_here(&state, &pool) {
+            return throttled();
+        }
     }
     let result = match pool.invoke(payload, client_context).await {
         Ok(r) => r,
@@ -170,6 +173,13 @@ pub async fn invoke(
         }
     }
     r
+}
+
+/// True on a cluster node whose share of the function's `reservedConcurrency` is 0 (fewer
+/// than there are nodes): a call no other node took is throttled at once instead of waiting
+/// for a slot that only a change of the nodes up could bring.
+pub(crate) fn no_share_here(state: &AppState, pool: &tusk_pool::FunctionPool) -> bool {
+    state.peers.is_some() && pool.share() == 0
 }
 
 /// Offers the call to the other nodes in turn; `None` when none took it.
@@ -308,6 +318,10 @@ async fn invoke_web(
             )
         }
     };
+    // Not forwarded (the Invoke API on a web app is rare): without a share here, no slot.
+    if no_share_here(state, pool) {
+        return throttled();
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let params = crate::web::fastcgi_params(
         pool.spec(),

@@ -268,6 +268,11 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         }),
         cluster: cluster.clone(),
     });
+    if let Some(peers) = &state.peers {
+        // Before any pool exists, so each starts with this node's share.
+        let dispatcher = state.control.dispatcher.clone();
+        cluster_sync::share_reserved_concurrency(peers.clone(), dispatcher).await;
+    }
     state
         .control
         .restore()

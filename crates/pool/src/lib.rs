@@ -8,7 +8,37 @@ pub use metrics::{FunctionMetrics, DURATION_BUCKETS_MS};
 pub use pool::{AcquireError, FunctionPool, InvokeResult, PoolLimits, WebOutcome, WebResult};
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Where this node stands among the nodes of its cluster. A function's `reservedConcurrency`
+/// is split statically over them, so the nodes together never run more than it at once
+/// without asking each other per invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// This node's position in the nodes sorted by URL.
+    pub index: usize,
+    /// How many nodes are up, this one included.
+    pub nodes: usize,
+}
+
+impl Placement {
+    /// A node on its own: every function gets all of its `reservedConcurrency`.
+    pub const ALONE: Placement = Placement { index: 0, nodes: 1 };
+
+    /// This node's part of `reserved`: an even split, the first nodes taking one more each
+    /// for the remainder (so the parts add up to `reserved`; with fewer than there are
+    /// nodes, the last nodes get none).
+    pub fn share_of(&self, reserved: usize) -> usize {
+        let nodes = self.nodes.max(1);
+        reserved / nodes + usize::from(self.index < reserved % nodes)
+    }
+}
+
+impl Default for Placement {
+    fn default() -> Placement {
+        Placement::ALONE
+    }
+}
 
 /// All live function pools by function name. A deploy swaps a service's pools in one write, so
 /// a request sees either the old version or the new one, never a mix.
@@ -16,9 +46,34 @@ use std::sync::{Arc, RwLock};
 pub struct Dispatcher {
     pools: RwLock<HashMap<String, Arc<FunctionPool>>>,
     metrics: RwLock<HashMap<String, Arc<FunctionMetrics>>>,
+    placement: Mutex<Placement>,
 }
 
 impl Dispatcher {
+    pub fn placement(&self) -> Placement {
+        self.placement.lock().map(|p| *p).unwrap_or_default()
+    }
+
+    /// Records where this node stands in its cluster and resizes every pool to its share.
+    pub fn set_placement(&self, placement: Placement) {
+        if let Ok(mut current) = self.placement.lock() {
+            *current = placement;
+        }
+        // After the store: a pool `swap` adds meanwhile is either fitted by it with this
+        // placement or already in the list below.
+        for pool in self.all() {
+            self.fit(&pool);
+        }
+    }
+
+    /// Sizes a pool to this node's share of its `reservedConcurrency` (pools of functions
+    /// without one keep the node's default). Call it on a new pool before it runs anything.
+    pub fn fit(&self, pool: &FunctionPool) {
+        if let Some(reserved) = pool.reserved_concurrency() {
+            pool.set_share(self.placement().share_of(reserved));
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<FunctionPool>> {
         self.pools.read().ok()?.get(name).cloned()
     }
@@ -58,6 +113,9 @@ impl Dispatcher {
             Ok(mut pools) => {
                 let mut old: Vec<_> = remove.iter().filter_map(|n| pools.remove(n)).collect();
                 for pool in add {
+                    // Again under the lock: the placement may have changed since the pool
+                    // was made, and `set_placement` only sees pools already here.
+                    self.fit(&pool);
                     if let Some(prev) = pools.insert(pool.name().to_string(), pool) {
                         old.push(prev);
                     }

@@ -28,7 +28,17 @@ pub struct FunctionPool {
     metrics: Arc<FunctionMetrics>,
     limits: PoolLimits,
     provisioned: usize,
+    /// The configured most instances: `reservedConcurrency`, or the node's default.
     max: usize,
+    /// Whether `max` came from `reservedConcurrency` (only those are shared over a cluster).
+    reserved: bool,
+    /// This node's part of `max` right now (see [`FunctionPool::set_share`]).
+    share: AtomicUsize,
+    /// Serializes resizes, so `share` and the permit count move together.
+    resize: Mutex<()>,
+    /// Permits still to take back after a shrink found too few of them free: slots that
+    /// end are forgotten while this is above zero.
+    debt: AtomicUsize,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     idle: Mutex<Vec<Instance>>,
@@ -77,11 +87,33 @@ pub enum AcquireError {
     Start(#[from] StartError),
 }
 
+/// One of the pool's instance slots. While the pool owes permits after a shrink, a slot
+/// that ends pays one back (its permit is forgotten) instead of freeing it.
+struct Slot {
+    pool: Arc<FunctionPool>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let owed = self
+            .pool
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1));
+        if owed.is_ok() {
+            permit.forget();
+        }
+    }
+}
+
 struct Lease {
     pool: Arc<FunctionPool>,
     instance: Option<Instance>,
     cold: bool,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Lease {
@@ -148,6 +180,10 @@ impl FunctionPool {
             limits,
             provisioned: (provisioned as usize).min(max),
             max,
+            reserved: reserved_concurrency.is_some(),
+            share: AtomicUsize::new(max),
+            resize: Mutex::new(()),
+            debt: AtomicUsize::new(0),
             permits: Arc::new(Semaphore::new(max)),
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -170,14 +206,66 @@ impl FunctionPool {
         &self.metrics
     }
 
-    /// Most instances this pool runs at once.
+    /// The configured most instances: `reservedConcurrency`, or the node's default. On a
+    /// cluster node the pool may run fewer, see [`Self::share`].
     pub fn max_concurrency(&self) -> usize {
         self.max
     }
 
+    /// `reservedConcurrency`, when the function sets it.
+    pub fn reserved_concurrency(&self) -> Option<usize> {
+        self.reserved.then_some(self.max)
+    }
+
+    /// Most instances this pool runs at once now: its share of `max_concurrency()`.
+    pub fn share(&self) -> usize {
+        self.share.load(Ordering::Acquire)
+    }
+
+    /// Instance slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.permits.available_permits()
+    }
+
     /// True when every instance slot is taken: a new request would have to wait.
     pub fn saturated(&self) -> bool {
-        self.permits.available_permits() == 0
+        self.free_slots() == 0
+    }
+
+    /// Changes how many instances the pool runs at once. Growing frees slots at once;
+    /// shrinking takes back free slots now and busy ones as their requests end, so
+    /// running requests are never cut off.
+    pub fn set_share(&self, share: usize) {
+        let Ok(_resizing) = self.resize.lock() else {
+            return;
+        };
+        let current = self.share.load(Ordering::Acquire);
+        if share > current {
+            let grow = share - current;
+            // Permits still owed from an earlier shrink are cancelled before adding any.
+            let owed = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d.saturating_sub(grow))
+                })
+                .unwrap_or(0);
+            self.permits.add_permits(grow - owed.min(grow));
+        } else if share < current {
+            let shrink = current - share;
+            let taken = self.permits.forget_permits(shrink);
+            self.debt.fetch_add(shrink - taken, Ordering::AcqRel);
+        }
+        self.share.store(share, Ordering::Release);
+        if share != current {
+            tracing::debug!(function = %self.name(), share, max = self.max, "instance share changed");
+        }
+        // Room to start an instance may have come or gone: waiters look again.
+        self.freed.notify_waiters();
+    }
+
+    /// Provisioned instances kept warm: never more than the pool's share.
+    fn provisioned(&self) -> usize {
+        self.provisioned.min(self.share())
     }
 
     /// (idle, busy) instance counts.
@@ -187,7 +275,8 @@ impl FunctionPool {
         (idle, alive.saturating_sub(idle))
     }
 
-    async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+    /// Takes an instance slot, waiting in the pool's queue when none is free.
+    async fn slot(self: &Arc<Self>) -> Result<Slot, AcquireError> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -208,6 +297,14 @@ impl FunctionPool {
                 }
             }
         };
+        Ok(Slot {
+            pool: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
+    async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+        let permit = self.slot().await?;
         // Take the first instance that frees up, or the one this request started, whichever
         // comes first; a start this request no longer needs goes to the idle list.
         let mut own_start: Option<oneshot::Receiver<Result<Instance, StartError>>> = None;
@@ -243,21 +340,22 @@ impl FunctionPool {
         }
     }
 
-    fn lease(self: &Arc<Self>, instance: Instance, permit: OwnedSemaphorePermit) -> Lease {
+    fn lease(self: &Arc<Self>, instance: Instance, slot: Slot) -> Lease {
         Lease {
             pool: self.clone(),
             cold: instance.fresh(),
             instance: Some(instance),
-            _permit: permit,
+            _slot: slot,
         }
     }
 
     /// Counts a start in if fewer than `parallel_starts()` run and the pool has room.
     fn reserve_start(&self) -> bool {
         let limit = parallel_starts();
+        let share = self.share();
         self.starting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |starting| {
-                let room = self.alive.load(Ordering::Acquire) + starting < self.max;
+                let room = self.alive.load(Ordering::Acquire) + starting < share;
                 (starting < limit && room).then_some(starting + 1)
             })
             .is_ok()
@@ -329,7 +427,7 @@ impl FunctionPool {
             return;
         };
         let before = idle.len();
-        let keep = self.provisioned;
+        let keep = self.provisioned();
         let timeout = self.limits.idle_timeout;
         // Oldest first in the vector; reap from the front while above the provisioned floor.
         let mut i = 0;
@@ -355,7 +453,7 @@ impl FunctionPool {
         if self.retired.load(Ordering::Acquire) {
             return;
         }
-        while self.alive.load(Ordering::Relaxed) < self.provisioned {
+        while self.alive.load(Ordering::Relaxed) < self.provisioned() {
             match self.start_instance().await {
                 Ok(instance) => self.release(instance),
                 Err(e) => {
@@ -662,4 +760,190 @@ fn iso_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoLogs;
+    impl LogSink for NoLogs {
+        fn log(&self, _: &str, _: Option<&str>, _: tusk_store::LogStream, _: &str) {}
+    }
+
+    fn pool(reserved: Option<u32>, provisioned: u32) -> Arc<FunctionPool> {
+        let spec = LaunchSpec {
+            function_name: format!("svc-dev-f{reserved:?}"),
+            version: "1".into(),
+            kind: tusk_manifest::RuntimeKind::PhpFunction,
+            handler: "index.php".into(),
+            code_dir: "/nonexistent".into(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(1),
+            environment: Default::default(),
+            region: "us-east-1".into(),
+            function_arn: "arn".into(),
+            php_runtime_dir: "/nonexistent".into(),
+            run_dir: "/nonexistent".into(),
+            php_cli: "/nonexistent".into(),
+            php_cgi: "/nonexistent".into(),
+            max_invocations: 0,
+            ephemeral_mb: 0,
+            network: Default::default(),
+            sandbox: Arc::new(tusk_sandbox::Sandbox::off()),
+            volumes: Vec::new(),
+        };
+        let limits = PoolLimits {
+            default_max_instances: 8,
+            queue_limit: 10,
+            queue_wait: Duration::from_millis(50),
+            idle_timeout: Duration::from_secs(60),
+        };
+        Arc::new(FunctionPool::new(
+            Arc::new(spec),
+            reserved,
+            provisioned,
+            limits,
+            Arc::new(NoLogs),
+            Arc::default(),
+        ))
+    }
+
+    async fn take(pool: &Arc<FunctionPool>, n: usize) -> Vec<Slot> {
+        let mut slots = Vec::new();
+        for _ in 0..n {
+            slots.push(pool.slot().await.expect("a free slot"));
+        }
+        slots
+    }
+
+    #[tokio::test]
+    async fn growing_frees_slots_at_once() {
+        let pool = pool(Some(4), 0);
+        assert_eq!((pool.max_concurrency(), pool.share()), (4, 4));
+        pool.set_share(1);
+        let held = take(&pool, 1).await;
+        assert!(pool.saturated());
+        assert!(matches!(pool.slot().await, Err(AcquireError::Throttled)));
+        pool.set_share(3);
+        assert_eq!((pool.share(), pool.free_slots()), (3, 2));
+        // Configured max is unchanged: the share is what the node may run.
+        assert_eq!(pool.max_concurrency(), 4);
+        drop(held);
+        assert_eq!(pool.free_slots(), 3);
+    }
+
+    #[tokio::test]
+    async fn growing_wakes_a_waiting_request() {
+        let pool = pool(Some(2), 0);
+        pool.set_share(0);
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.slot().await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        pool.set_share(1);
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn shrinking_takes_busy_slots_back_as_they_end() {
+        let pool = pool(Some(4), 0);
+        let mut held = take(&pool, 3).await;
+        assert_eq!(pool.free_slots(), 1);
+        // One free slot goes now; two of the busy ones are owed.
+        pool.set_share(1);
+        assert_eq!((pool.share(), pool.free_slots()), (1, 0));
+        assert_eq!(pool.debt.load(Ordering::Acquire), 2);
+        held.pop();
+        assert_eq!(
+            (pool.free_slots(), pool.debt.load(Ordering::Acquire)),
+            (0, 1)
+        );
+        held.pop();
+        assert_eq!(
+            (pool.free_slots(), pool.debt.load(Ordering::Acquire)),
+            (0, 0)
+        );
+        // The debt is repaid: the last slot to end is free again, and only one.
+        held.pop();
+        assert_eq!(pool.free_slots(), 1);
+        let again = take(&pool, 1).await;
+        assert!(pool.saturated());
+        drop(again);
+        assert_eq!(pool.free_slots(), 1);
+    }
+
+    #[tokio::test]
+    async fn growing_cancels_what_a_shrink_still_owes() {
+        let pool = pool(Some(4), 0);
+        let held = take(&pool, 4).await;
+        pool.set_share(1);
+        assert_eq!(pool.debt.load(Ordering::Acquire), 3);
+        pool.set_share(3);
+        assert_eq!(
+            (pool.debt.load(Ordering::Acquire), pool.free_slots()),
+            (1, 0)
+        );
+        drop(held);
+        assert_eq!(
+            (pool.debt.load(Ordering::Acquire), pool.free_slots()),
+            (0, 3)
+        );
+        pool.set_share(0);
+        assert_eq!(
+            (pool.free_slots(), pool.debt.load(Ordering::Acquire)),
+            (0, 0)
+        );
+        assert!(pool.saturated());
+    }
+
+    #[tokio::test]
+    async fn starts_and_provisioned_instances_follow_the_share() {
+        let pool = pool(Some(4), 3);
+        assert_eq!(pool.provisioned(), 3);
+        pool.set_share(1);
+        assert_eq!(pool.provisioned(), 1);
+        assert!(pool.reserve_start());
+        // One start in progress fills a share of one.
+        assert!(!pool.reserve_start());
+        pool.set_share(0);
+        assert_eq!(pool.provisioned(), 0);
+    }
+
+    #[test]
+    fn reserved_concurrency_is_split_over_the_nodes() {
+        use crate::Placement;
+        let shares = |reserved, nodes| -> Vec<usize> {
+            (0..nodes)
+                .map(|index| Placement { index, nodes }.share_of(reserved))
+                .collect()
+        };
+        assert_eq!(shares(2, 3), vec![1, 1, 0]);
+        assert_eq!(shares(3, 3), vec![1, 1, 1]);
+        assert_eq!(shares(7, 3), vec![3, 2, 2]);
+        assert_eq!(shares(1, 1), vec![1]);
+        assert_eq!(shares(0, 2), vec![0, 0]);
+        assert_eq!(Placement::ALONE.share_of(5), 5);
+        for (reserved, nodes) in [(2, 3), (10, 4), (5, 5), (1, 7)] {
+            assert_eq!(shares(reserved, nodes).iter().sum::<usize>(), reserved);
+        }
+    }
+
+    #[test]
+    fn the_dispatcher_fits_only_reserved_pools() {
+        let dispatcher = crate::Dispatcher::default();
+        let reserved = pool(Some(2), 0);
+        let default = pool(None, 0);
+        dispatcher.fit(&reserved);
+        dispatcher.fit(&default);
+        assert_eq!((reserved.share(), default.share()), (2, 8));
+        dispatcher.set_placement(crate::Placement { index: 2, nodes: 3 });
+        // Not in the dispatcher yet: a pool added later is fitted by `swap`.
+        assert_eq!(reserved.share(), 2);
+        dispatcher.swap(&[], vec![reserved.clone(), default.clone()]);
+        assert_eq!((reserved.share(), default.share()), (0, 8));
+        dispatcher.set_placement(crate::Placement { index: 0, nodes: 2 });
+        assert_eq!((reserved.share(), default.share()), (1, 8));
+    }
 }
