@@ -918,3 +918,68 @@ def test_readiness_follows_the_nats_connection(tmp_path):
         if node:
             node.stop(signal.SIGKILL)
         server.kill()
+
+
+LONG = {
+    "serverless.yml": """
+service: long
+provider:
+  name: aws
+  runtime: php-82
+functions:
+  run:
+    handler: run.php
+    timeout: 10
+    # One per node on two nodes.
+    reservedConcurrency: 2
+""",
+    "run.php": "<?php return function ($e) { usleep(3000000); return getmypid(); };",
+}
+
+
+def test_sync_calls_in_flight_on_a_killed_node_fail_with_a_retryable_error(nats_cluster, tmp_path):
+    """A node dies while it runs a call passed on to it and holds another: the forwarded call
+    comes back to its caller as 502 ServiceException (which the AWS SDKs retry), the direct
+    one loses its connection (also retried), and the other node goes on serving."""
+    env = cluster_env(nats_cluster)
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(2)]
+    try:
+        for n in nodes:
+            n.start()
+        a, b = nodes
+        a.deploy(write_project(tmp_path / "long", LONG))
+        time.sleep(2.5)  # both nodes have heard each other
+        results = {}
+
+        def call(key, node):
+            try:
+                r = node.invoke("long-dev-run")
+                results[key] = (r.status_code, r.headers.get("x-amzn-errortype"), r.text,
+                                r.headers.get("x-tusk-served-by"))
+            except requests.RequestException as e:
+                results[key] = ("connection", type(e).__name__, str(e), None)
+
+        threads = [threading.Thread(target=call, args=("on-a", a)),
+                   threading.Thread(target=call, args=("forwarded", a)),
+                   threading.Thread(target=call, args=("on-b", b))]
+        for t in threads:
+            t.start()
+            time.sleep(0.4)
+        time.sleep(0.8)
+        b.stop(signal.SIGKILL)
+        killed = time.time()
+        for t in threads:
+            t.join(30)
+        print(f"\nkilled node: {results}")
+        assert results["on-a"][0] == 200, results
+        assert results["forwarded"][0] == 502 and results["forwarded"][1] == "ServiceException", results
+        assert "retry" in json.loads(results["forwarded"][2])["message"]
+        assert results["on-b"][0] == "connection", results
+        # (botocore's retry policies count both a 502 and a dropped connection as transient.)
+        # The survivor serves the retry (its share grows once it forgets the dead node).
+        r = a.invoke("long-dev-run")
+        assert r.status_code == 200, r.text
+        print(f"retry on the survivor answered {time.time() - killed:.1f} s after the kill")
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)

@@ -97,8 +97,23 @@ async fn handle(events: &Events, function: &str, mapping: &SqsMapping, batch: Ve
         },
     };
     for m in batch.iter().filter(|m| !failed.contains(&m.id)) {
-        let _ = events.store.delete(&m.queue, &m.receipt).await;
+        delete_handled(events, m).await;
     }
+}
+
+/// Deletes a handled message, trying again for a few seconds while the store fails over (a
+/// cluster): a delete given up on means the message is handled twice.
+async fn delete_handled(events: &Events, m: &Message) {
+    for _ in 0..20 {
+        match events.store.delete(&m.queue, &m.receipt).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(queue = %m.queue, error = %e, "cannot delete a handled message yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    tracing::warn!(queue = %m.queue, message_id = %m.id, "a handled message could not be deleted; it will be delivered again");
 }
 
 /// `{"batchItemFailures": [{"itemIdentifier": id}]}`; an unreadable answer fails the batch, as
