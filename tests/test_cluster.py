@@ -983,3 +983,89 @@ def test_sync_calls_in_flight_on_a_killed_node_fail_with_a_retryable_error(nats_
     finally:
         for n in nodes:
             n.stop(signal.SIGKILL)
+
+
+DRAIN = {
+    "serverless.yml": """
+service: drain
+provider:
+  name: aws
+  runtime: php-82
+  environment:
+    MARK_DIR: ${env:MARK_DIR}
+functions:
+  job:
+    handler: job.php
+    timeout: 10
+    # Two at a time per node, so both nodes take some.
+    reservedConcurrency: 4
+  pair:
+    handler: pair.php
+    # One per node on two nodes; both on the survivor once the other has left.
+    reservedConcurrency: 2
+""",
+    "ancestors.php": APP["ancestors.php"],
+    "job.php": """<?php
+require_once __DIR__ . '/ancestors.php';
+return function ($e) {
+    $dir = getenv('MARK_DIR');
+    file_put_contents("$dir/start-{$e['i']}", ancestors() . "\\n", FILE_APPEND);
+    usleep(2500000);
+    file_put_contents("$dir/done-{$e['i']}", ancestors() . "\\n", FILE_APPEND);
+    return 'ok';
+};
+""",
+    "pair.php": "<?php return function ($e) { usleep(1000000); return getmypid(); };",
+}
+
+
+def test_a_stopping_node_finishes_its_events_and_leaves_at_once(nats_cluster, tmp_path):
+    """SIGTERM: the node finishes the async events it is running (not handed to another node
+    after AckWait), takes no new ones, and the other node takes back its share at once rather
+    than after the 7 s forget window."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    os.environ["MARK_DIR"] = str(marks)
+    env = cluster_env(nats_cluster)
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(2)]
+    try:
+        for n in nodes:
+            n.start()
+        a, b = nodes
+        a.deploy(write_project(tmp_path / "drain", DRAIN))
+        time.sleep(2.5)
+        for i in range(8):
+            r = requests.post(f"{a.url}/2015-03-31/functions/drain-dev-job/invocations", data=json.dumps({"i": i}),
+                              headers={**a.auth(), "X-Amz-Invocation-Type": "Event"}, timeout=10)
+            assert r.status_code == 202, r.text
+        b_pid = b.proc.pid
+
+        def runs_on_b():
+            return [p for p in marks.glob("start-*")
+                    if any(str(b_pid) in line.split(",") for line in p.read_text().split())]
+
+        assert wait_until(lambda: runs_on_b(), 15, 0.05), "node b never took an event"
+        held = {p.name.split("-")[1] for p in runs_on_b()}
+        stopping = time.time()
+        b.proc.send_signal(signal.SIGTERM)
+        b.proc.wait(timeout=30)
+        stopped = time.time() - stopping
+        b.proc = None
+        # What b was running finished there, once, before it exited.
+        for i in held:
+            assert (marks / f"done-{i}").exists(), f"event {i} was not finished by the stopping node"
+        # The survivor has the whole reservedConcurrency at once: two 1 s calls run together.
+        left = time.time()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: a.invoke("drain-dev-pair").status_code, range(2)))
+        took = time.time() - left
+        assert answers == [200, 200], answers
+        assert took < 1.9, f"the survivor did not take the stopped node's share at once ({took:.2f} s)"
+        assert wait_until(lambda: len(list(marks.glob("done-*"))) == 8, 60, 0.2)
+        twice = [p.name for p in marks.glob("done-*") if len(p.read_text().split()) > 1]
+        assert not twice, f"events run twice: {twice}"
+        print(f"\nstop: node b finished its {len(held)} running events and exited {stopped:.1f} s after SIGTERM; "
+              f"two 1 s calls on the survivor right after took {took:.2f} s")
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)

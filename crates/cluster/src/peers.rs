@@ -6,12 +6,15 @@
 use crate::Cluster;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const SUBJECT: &str = "tusk.nodes";
+/// A node stopping says so (payload `leave URL`), so the others stop forwarding to it and take
+/// back its share at once instead of after [`FORGET_AFTER`].
+const LEAVE: &str = "leave ";
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
 pub const FORGET_AFTER: Duration = Duration::from_secs(7);
 /// How often forgotten nodes are noticed when nothing else asks ([`Peers::members`]).
@@ -23,6 +26,8 @@ pub struct Peers {
     turn: AtomicUsize,
     members: watch::Sender<Vec<String>>,
     started: Instant,
+    client: async_nats::Client,
+    leaving: AtomicBool,
 }
 
 impl Peers {
@@ -81,8 +86,33 @@ impl Peers {
         urls
     }
 
+    /// This node is stopping: stop announcing it and tell the others to forget it now.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        let message = format!("{LEAVE}{}", self.me);
+        if let Err(e) = self.client.publish(SUBJECT, message.into()).await {
+            tracing::debug!(error = %e, "cannot tell the other nodes this one is leaving");
+        }
+        let _ = self.client.flush().await;
+    }
+
+    fn forget(&self, url: &str) {
+        let gone = match self.seen.lock() {
+            Ok(mut seen) => seen.remove(url).is_some(),
+            Err(_) => false,
+        };
+        if gone {
+            tracing::info!(node = url, "a node is leaving the cluster");
+            self.others();
+        }
+    }
+
     fn heard(&self, url: String) {
         if url == self.me {
+            return;
+        }
+        if let Some(leaving) = url.strip_prefix(LEAVE) {
+            self.forget(leaving);
             return;
         }
         let new = match self.seen.lock() {
@@ -104,6 +134,8 @@ impl Cluster {
             seen: Mutex::new(HashMap::new()),
             turn: AtomicUsize::new(0),
             started: Instant::now(),
+            client: self.client.clone(),
+            leaving: AtomicBool::new(false),
         });
         // `list()` forgets silent nodes only when asked: notice them without a caller too.
         let pruned = Arc::downgrade(&peers);
@@ -119,11 +151,19 @@ impl Cluster {
                 }
             }
         });
-        let (client, me) = (self.client.clone(), peers.me.clone());
+        let (client, me, announcer) = (
+            self.client.clone(),
+            peers.me.clone(),
+            Arc::downgrade(&peers),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
             loop {
                 tick.tick().await;
+                match announcer.upgrade() {
+                    Some(p) if !p.leaving.load(Ordering::Acquire) => {}
+                    _ => return,
+                }
                 if let Err(e) = client.publish(SUBJECT, me.clone().into()).await {
                     tracing::debug!(error = %e, "cannot announce this node");
                 }

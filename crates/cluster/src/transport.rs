@@ -275,6 +275,9 @@ impl JetStreamTransport {
                 }
             };
             loop {
+                if events.draining() {
+                    return;
+                }
                 // Take only as many events as this node can start now: within its share of
                 // the function's instances (none when its share of reservedConcurrency is
                 // 0, so the nodes together never run more than that), less the slots sync
@@ -328,15 +331,21 @@ impl JetStreamTransport {
                             break;
                         }
                     };
+                    if events.draining() {
+                        // The node is stopping: let another node have it now.
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    }
                     tracing::trace!(function, "got an async event");
                     let permit = permits.pop();
                     let transport = self.clone();
+                    let work = events.work();
                     let events = events.clone();
                     let config = config.clone();
                     let counted = Counted::new(&running);
                     tokio::spawn(async move {
                         transport.handle(&events, &config, message).await;
-                        drop((permit, counted));
+                        drop((permit, counted, work));
                     });
                 }
                 drop(permits);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use store::{Message, NewMessage, Op, QueueConfig, QueueError, QueueStore};
@@ -162,7 +162,25 @@ pub struct Events {
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     wake: Notify,
     transport: OnceLock<Arc<dyn AsyncTransport>>,
+    /// Set when the node stops: take no new events or messages, finish those held.
+    draining: AtomicBool,
+    /// Events and message batches being run right now (see [`Events::work`]).
+    working: AtomicUsize,
+    work_done: Notify,
     pub counters: EventCounters,
+}
+
+/// Counts one event or message batch as being run until dropped.
+pub struct WorkGuard {
+    events: Arc<Events>,
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        if self.events.working.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.events.work_done.notify_waiters();
+        }
+    }
 }
 
 pub fn async_queue(function: &str) -> String {
@@ -200,6 +218,9 @@ impl Events {
             in_flight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             transport: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            working: AtomicUsize::new(0),
+            work_done: Notify::new(),
             counters: EventCounters::default(),
         });
         tokio::spawn(events.clone().dispatch_loop());
@@ -211,6 +232,44 @@ impl Events {
     pub fn set_transport(&self, transport: Arc<dyn AsyncTransport>) {
         if self.transport.set(transport).is_err() {
             tracing::warn!("the async transport was already set");
+        }
+    }
+
+    /// Marks an event or message batch as being run, for [`Events::drain`].
+    pub fn work(self: &Arc<Self>) -> WorkGuard {
+        self.working.fetch_add(1, Ordering::AcqRel);
+        WorkGuard {
+            events: self.clone(),
+        }
+    }
+
+    /// True once the node is stopping: pollers take nothing new.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops taking events and queue messages (the node is stopping); those being run go on.
+    pub fn stop_taking(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.poke();
+    }
+
+    /// Stops taking new work and waits up to `timeout` for what is running to finish.
+    /// Returns how many were still running when it gave up.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.stop_taking();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let done = self.work_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            let running = self.working.load(Ordering::Acquire);
+            if running == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return self.working.load(Ordering::Acquire);
+            }
         }
     }
 
@@ -357,6 +416,9 @@ impl Events {
 
     async fn dispatch_loop(self: Arc<Self>) {
         loop {
+            if self.draining() {
+                return;
+            }
             let functions: Vec<String> = self
                 .functions
                 .read()
@@ -391,7 +453,9 @@ impl Events {
                     };
                     let events = self.clone();
                     let config = config.clone();
+                    let work = self.work();
                     tokio::spawn(async move {
+                        let _work = work;
                         events.run_async(&config, message).await;
                         drop(permit);
                         events.wake.notify_one();

@@ -15,6 +15,9 @@ use tusk_pool::AcquireError;
 pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMapping) {
     let idle = Duration::from_millis(200);
     loop {
+        if events.draining() {
+            return;
+        }
         let visibility_ms = match events.store.queue(&mapping.queue).await {
             Ok(Some(q)) => u64::from(q.visibility_timeout_s) * 1000,
             Ok(None) => {
@@ -29,12 +32,15 @@ pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMappi
                 continue;
             }
         };
+        let work = events.work();
         let batch = collect(&events, &mapping, visibility_ms).await;
         if batch.is_empty() {
+            drop(work);
             let _ = tokio::time::timeout(idle, events.wake.notified()).await;
             continue;
         }
         handle(&events, &function, &mapping, batch).await;
+        drop(work);
     }
 }
 

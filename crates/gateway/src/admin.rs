@@ -84,6 +84,12 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// Readiness: 503 while a cluster node has lost NATS (deploys, async events and logs need
 /// it), so a load balancer sends traffic to nodes that have it.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "stopping"}),
+        );
+    }
     match &state.cluster {
         Some(c) if !c.connected() => json_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -19,6 +19,7 @@ use tusk_pool::{AcquireError, WebOutcome};
 const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    let draining = state.clone();
     let app = Router::new()
         .route("/_tusk/health", get(admin::health))
         .route("/_tusk/health/ready", get(admin::ready))
@@ -64,7 +65,10 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        draining.begin_drain().await;
+    })
     .await
 }
 

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     /// Delay before the first retry of a failed async invocation (the second waits twice as
     /// long); Lambda uses about a minute.
     pub async_retry_delay: Duration,
+    /// On SIGTERM, how long running async events and queue batches may take to finish before
+    /// the node stops anyway (HTTP requests in flight are always finished).
+    pub drain_timeout: Duration,
     /// How instances are isolated: full where the host allows it (`auto`), `full` or refuse
     /// to start, or `off` (benchmarks only).
     pub sandbox: tusk_sandbox::Mode,
@@ -83,6 +86,8 @@ impl NodeConfig {
             queue_wait: Duration::from_secs(10),
             log_retention: Duration::from_secs(7 * 24 * 3600),
             async_retry_delay: Duration::from_secs(60),
+            // Inside Kubernetes' default 30 s termination grace period.
+            drain_timeout: Duration::from_secs(25),
             sandbox: tusk_sandbox::Mode::Auto,
             cluster: Vec::new(),
             cluster_replicas: 3,
@@ -122,6 +127,20 @@ pub(crate) struct AppState {
     pub peers: Option<Arc<tusk_cluster::Peers>>,
     /// The cluster connection, for readiness (none on a single node).
     pub cluster: Option<Arc<tusk_cluster::Cluster>>,
+    /// Set on SIGTERM / Ctrl-C: readiness fails while in-flight work finishes.
+    pub draining: std::sync::atomic::AtomicBool,
+}
+
+impl AppState {
+    /// The node is stopping: fail readiness, leave the cluster, take no new events.
+    pub async fn begin_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.control.events.stop_taking();
+        if let Some(peers) = &self.peers {
+            peers.leave().await;
+        }
+    }
 }
 
 fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_ {
@@ -267,6 +286,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             c.start_peers(url)
         }),
         cluster: cluster.clone(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     });
     if let Some(peers) = &state.peers {
         // Before any pool exists, so each starts with this node's share.
@@ -292,9 +312,17 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     });
 
     tracing::info!(%listen, data_dir = %data_dir.display(), "Tusk node serving");
-    let served = http_server::serve(listener, state)
+    let served = http_server::serve(listener, state.clone())
         .await
         .map_err(startup("server error"));
+    // HTTP requests are done; give running async events and queue batches their time.
+    let left = state.control.events.drain(config.drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "stopping with async events or queue batches still running: they are cut off (an event counts a failed attempt, a batch's messages come back after their visibility timeout)"
+        );
+    }
     // Instances (frozen ones too) must not outlive the node.
     let _ = tokio::task::spawn_blocking(move || sandbox.shutdown()).await;
     served

@@ -50,6 +50,10 @@ pub struct Args {
     /// twice as long). Lambda waits about a minute.
     #[arg(long, default_value_t = 60_000, value_name = "MS")]
     pub async_retry_delay_ms: u64,
+    /// On SIGTERM, seconds running async events and queue batches may take to finish before
+    /// the node stops anyway (HTTP requests in flight always finish).
+    #[arg(long, default_value_t = 25, value_name = "SECS")]
+    pub drain_timeout: u64,
     /// Instance isolation: `auto` (full where the host allows it, else degraded with a loud
     /// warning), `full` (refuse to start without it) or `off` (no isolation; benchmarks only).
     /// `tusk doctor` shows what this host allows.
@@ -98,6 +102,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.log_retention = Duration::from_secs(args.log_retention_hours * 3600);
     config.sandbox = args.sandbox;
     config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
+    config.drain_timeout = Duration::from_secs(args.drain_timeout);
     config.cluster = tusk_cluster::parse_urls(&args.cluster);
     config.cluster_replicas = args.cluster_replicas;
     // From the environment only, like the admin token.
