@@ -10,6 +10,7 @@ TUSK_CLUSTER_TOKEN.
 """
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -205,6 +206,21 @@ def cluster_env(nats, **extra):
             "TUSK_CLUSTER_TOKEN": NATS_TOKEN, **extra}
 
 
+@contextlib.contextmanager
+def running_nodes(nats, tmp_path, count, **env):
+    """`count` Tusk nodes of the cluster (`--sandbox off`, so functions can leave markers in
+    the test's directory), killed when the block ends."""
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=cluster_env(nats, **env))
+             for i in range(count)]
+    try:
+        for n in nodes:
+            n.start()
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+
+
 def collect_logs(node, function):
     """Every log line of `function` the node can read, paging by id."""
     lines, after = [], 0
@@ -231,15 +247,8 @@ def wait_until(predicate, timeout, step=0.1):
 def test_three_nodes_survive_a_tusk_and_a_nats_failure(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    env = cluster_env(nats_cluster, RUST_LOG=os.environ.get("TUSK_CLUSTER_LOG", "info"))
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 3, RUST_LOG=os.environ.get("TUSK_CLUSTER_LOG", "info")) as nodes:
         run(nodes, nats_cluster, marks, tmp_path)
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
 
 
 def run(nodes, nats, marks, tmp_path):
@@ -504,11 +513,7 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
     """reservedConcurrency 3 over three nodes is one instance per node: three calls at once on
     one node finish in about the time of one, because the node forwards what it has no free
     instance for."""
-    env = cluster_env(nats_cluster)
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 3) as nodes:
         a = nodes[0]
         a.deploy(write_project(tmp_path / "busy", SLOW))
         a.deploy(write_project(tmp_path / "site", SITE))
@@ -574,9 +579,6 @@ def test_a_full_node_forwards_sync_calls_to_one_with_room(nats_cluster, tmp_path
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             answers = list(pool.map(call, range(3)))
         assert all(status == 200 for status, _ in answers), answers
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
 
 
 # reservedConcurrency 2 over three nodes: shares 1, 1 and 0 (by announced URL).
@@ -637,11 +639,7 @@ def test_reserved_concurrency_holds_across_the_cluster(nats_cluster, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     os.environ["MARK_DIR"] = str(marks)
-    env = cluster_env(nats_cluster)
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(3)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 3) as nodes:
         nodes[0].deploy(write_project(tmp_path / "lim", LIMITED))
         for n in nodes:
             assert wait_until(lambda: n.invoke("lim-dev-capped", {"ms": 0}).status_code == 200, 30)
@@ -712,9 +710,6 @@ def test_reserved_concurrency_holds_across_the_cluster(nats_cluster, tmp_path):
         assert max_overlap(intervals) <= 2, intervals
         # Each survivor now has room for one: together they run two at once.
         assert max_overlap(intervals) == 2, intervals
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
 
 
 DESTINATIONS = {
@@ -941,11 +936,7 @@ def test_sync_calls_in_flight_on_a_killed_node_fail_with_a_retryable_error(nats_
     """A node dies while it runs a call passed on to it and holds another: the forwarded call
     comes back to its caller as 502 ServiceException (which the AWS SDKs retry), the direct
     one loses its connection (also retried), and the other node goes on serving."""
-    env = cluster_env(nats_cluster)
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(2)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 2) as nodes:
         a, b = nodes
         a.deploy(write_project(tmp_path / "long", LONG))
         time.sleep(2.5)  # both nodes have heard each other
@@ -980,9 +971,6 @@ def test_sync_calls_in_flight_on_a_killed_node_fail_with_a_retryable_error(nats_
         r = a.invoke("long-dev-run")
         assert r.status_code == 200, r.text
         print(f"retry on the survivor answered {time.time() - killed:.1f} s after the kill")
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
 
 
 DRAIN = {
@@ -1026,11 +1014,7 @@ def test_a_stopping_node_finishes_its_events_and_leaves_at_once(nats_cluster, tm
     marks = tmp_path / "marks"
     marks.mkdir()
     os.environ["MARK_DIR"] = str(marks)
-    env = cluster_env(nats_cluster)
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(2)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 2) as nodes:
         a, b = nodes
         a.deploy(write_project(tmp_path / "drain", DRAIN))
         time.sleep(2.5)
@@ -1066,6 +1050,3 @@ def test_a_stopping_node_finishes_its_events_and_leaves_at_once(nats_cluster, tm
         assert not twice, f"events run twice: {twice}"
         print(f"\nstop: node b finished its {len(held)} running events and exited {stopped:.1f} s after SIGTERM; "
               f"two 1 s calls on the survivor right after took {took:.2f} s")
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)

@@ -3,14 +3,13 @@ redriven and delivered to `sqs` workers through any other, all through JetStream
 
 import json
 import os
-import signal
 import time
 
 import pytest
 import requests
 
-from conftest import Node, write_project
-from test_cluster import cluster_env, nats_cluster, wait_until  # noqa: F401 (fixture)
+from conftest import write_project
+from test_cluster import nats_cluster, running_nodes, wait_until  # noqa: F401 (fixture)
 from test_events import QUEUE_APP, sqs_client
 
 DEST_APP = {
@@ -40,11 +39,7 @@ def receive_all(sqs, url, expect, timeout=30.0):
 
 
 def test_queues_are_shared_by_every_node(nats_cluster, tmp_path):
-    env = cluster_env(nats_cluster)
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=env) for i in range(2)]
-    try:
-        for n in nodes:
-            n.start()
+    with running_nodes(nats_cluster, tmp_path, 2) as nodes:
         a, b = nodes
         sa, sb = sqs_client(a), sqs_client(b)
 
@@ -143,6 +138,3 @@ def test_queues_are_shared_by_every_node(nats_cluster, tmp_path):
             assert r.status_code == 202, r.text
         records = receive_all(sb, sb.get_queue_url(QueueName="done")["QueueUrl"], 5)
         assert sorted(json.loads(m["Body"])["responsePayload"]["i"] for m in records) == list(range(5))
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
