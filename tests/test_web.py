@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import time
 
 import pytest
 import requests
@@ -114,6 +115,18 @@ def test_front_controller_and_cgi_params(web):
     assert s["SERVER_PORT"] == str(web.port)
     assert data["get"] == {"x": "1", "y": "two"}
     assert data["env"] == "bonjour"
+    # The request id PHP is given is the one its platform log lines carry.
+    rid = s["LAMBDA_REQUEST_ID"]
+
+    def logged():
+        lines = requests.get(f"{web.url}/_tusk/functions/webtest-dev-web/logs", headers=web.auth(),
+                             params={"limit": 5000}, timeout=30).json()["lines"]
+        return any(l["line"].startswith(f"START RequestId: {rid}") for l in lines)
+
+    deadline = time.time() + 5  # the log writer commits every few milliseconds
+    while not logged() and time.time() < deadline:
+        time.sleep(0.05)
+    assert logged(), f"no START line for request {rid}"
 
 
 def test_no_process_per_request(web):

@@ -11,6 +11,10 @@ mod package;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+// glibc's malloc was ~15% of the node's CPU on the web request path (docs/decisions.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tusk",

@@ -321,7 +321,7 @@ async fn user_route(
                 request_id: &request_id,
             },
         );
-        return match pool.http(params, body).await {
+        return match pool.http(request_id, params, body).await {
             Ok(result) => match result.outcome {
                 WebOutcome::Response(raw) => match tusk_fastcgi::parse_cgi_response(raw.stdout) {
                     Ok(cgi) => {

@@ -336,7 +336,7 @@ async fn invoke_web(
             request_id: &request_id,
         },
     );
-    let result = match pool.http(params, req.body.clone()).await {
+    let result = match pool.http(request_id, params, req.body.clone()).await {
         Ok(r) => r,
         Err(AcquireError::Throttled) => return throttled(),
         Err(e) => {

@@ -144,6 +144,10 @@ mod send_check {
     #[allow(dead_code)]
     fn futures_are_send(p: &std::sync::Arc<crate::FunctionPool>) {
         is_send(p.invoke(bytes::Bytes::new(), None));
-        is_send(p.http(tusk_instance::Params::new(), bytes::Bytes::new()));
+        is_send(p.http(
+            String::new(),
+            tusk_instance::Params::new(),
+            bytes::Bytes::new(),
+        ));
     }
 }

@@ -610,12 +610,14 @@ impl FunctionPool {
     /// Sends one HTTP request to a FastCGI (web) instance. As with [`Self::invoke`], the
     /// exchange runs in its own task: a FastCGI request cut off half-way would leave the
     /// worker's connection unusable.
+    /// Runs one web request; `request_id` is the one PHP was given (`LAMBDA_REQUEST_ID`), so
+    /// its log lines carry the same id.
     pub async fn http(
         self: &Arc<Self>,
+        request_id: String,
         params: Params,
         body: Bytes,
     ) -> Result<WebResult, AcquireError> {
-        let request_id = uuid::Uuid::new_v4().to_string();
         let lease = match self.acquire().await {
             Ok(l) => l,
             Err(AcquireError::Throttled) => {
