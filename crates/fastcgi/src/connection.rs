@@ -142,6 +142,47 @@ impl Connection {
         self.state != State::Broken
     }
 
+    /// Asks the server for management values (FCGI_GET_VALUES, e.g.
+    /// `FCGI_MPXS_CONNS`) and returns the pairs it answers with.
+    ///
+    /// A server answers only once it accepts connections, so this doubles as
+    /// a readiness check. php-cgi closes the connection after answering: a
+    /// connection made with `connect_*` reconnects before its next request.
+    pub async fn get_values(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<(String, String)>, FastCgiError> {
+        match self.state {
+            State::Ready => {}
+            State::Desynced => self.reconnect().await?,
+            State::Broken => return Err(FastCgiError::Broken),
+        }
+        let mut content = Vec::new();
+        for name in names {
+            record::encode_pair(&mut content, name.as_bytes(), b"");
+        }
+        if content.len() > MAX_CONTENT_LEN {
+            return Err(FastCgiError::Protocol("too many GET_VALUES names".into()));
+        }
+        let header = Header {
+            kind: record::GET_VALUES,
+            request_id: 0,
+            content_len: content.len() as u16,
+            padding_len: 0,
+        };
+        self.state = State::Broken;
+        let Connection { stream, rbuf, .. } = self;
+        let mut out = header.encode().to_vec();
+        out.extend_from_slice(&content);
+        let values = match stream {
+            Stream::Tcp(s) => read_values(s, rbuf, &out).await?,
+            Stream::Unix(s) => read_values(s, rbuf, &out).await?,
+        };
+        // Whether the server keeps the connection or not, start the next request afresh.
+        self.state = State::Desynced;
+        Ok(values)
+    }
+
     /// Sends one request (BEGIN_REQUEST role RESPONDER with FCGI_KEEP_CONN,
     /// PARAMS, empty PARAMS, STDIN chunks, empty STDIN) and reads STDOUT/STDERR
     /// until END_REQUEST.
@@ -344,6 +385,43 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
 }
 
 /// Reads until `rbuf` holds at least `n` bytes.
+/// Writes a GET_VALUES record and reads records until its GET_VALUES_RESULT.
+async fn read_values<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    request: &[u8],
+) -> Result<Vec<(String, String)>, FastCgiError> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(FastCgiError::from_io)?;
+    rbuf.clear();
+    loop {
+        fill(stream, rbuf, HEADER_LEN).await?;
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(&rbuf[..HEADER_LEN]);
+        rbuf.advance(HEADER_LEN);
+        let header = Header::decode(&head)?;
+        if header.kind != record::GET_VALUES_RESULT {
+            skip(stream, rbuf, header.body_len()).await?;
+            continue;
+        }
+        let len = usize::from(header.content_len);
+        fill(stream, rbuf, header.body_len()).await?;
+        let pairs = record::decode_pairs(&rbuf[..len])?
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        rbuf.advance(header.body_len());
+        return Ok(pairs);
+    }
+}
+
 async fn fill<R: AsyncRead + Unpin>(
     reader: &mut R,
     rbuf: &mut BytesMut,
@@ -692,6 +770,52 @@ mod tests {
         let resp = conn.request(&Params::new(), b"again").await.unwrap();
         assert_eq!(&resp.stdout[..], b"again");
         let _streams = srv.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_values_answers_then_the_next_request_reconnects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let srv = tokio::spawn(async move {
+            // First connection: a GET_VALUES exchange, then closed (as php-cgi does).
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; HEADER_LEN];
+            first.read_exact(&mut head).await.unwrap();
+            let header = Header::decode(&head).unwrap();
+            let mut content = vec![0u8; header.body_len()];
+            first.read_exact(&mut content).await.unwrap();
+            let asked: Vec<Vec<u8>> = decode_pairs(&content[..usize::from(header.content_len)])
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n.to_vec())
+                .collect();
+            let mut answer = Vec::new();
+            record::encode_pair(&mut answer, b"FCGI_MPXS_CONNS", b"0");
+            // Something unrelated first: it must be skipped.
+            let mut reply = rec(STDERR, 0, b"noise", 3);
+            reply.extend(rec(record::GET_VALUES_RESULT, 0, &answer, 0));
+            first.write_all(&reply).await.unwrap();
+            drop(first);
+            // Second connection: a normal request.
+            let (mut second, _) = listener.accept().await.unwrap();
+            let seen = read_request(&mut second).await;
+            let mut reply = rec(STDOUT, 1, &seen.stdin, 0);
+            reply.extend(end(0, 0));
+            second.write_all(&reply).await.unwrap();
+            (header.kind, asked, second)
+        });
+        let mut conn = Connection::connect_unix(&path).await.unwrap();
+        let values = conn.get_values(&["FCGI_MPXS_CONNS"]).await.unwrap();
+        assert_eq!(
+            values,
+            vec![("FCGI_MPXS_CONNS".to_string(), "0".to_string())]
+        );
+        let resp = conn.request(&Params::new(), b"after").await.unwrap();
+        assert_eq!(&resp.stdout[..], b"after");
+        let (kind, asked, _second) = srv.await.unwrap();
+        assert_eq!(kind, record::GET_VALUES);
+        assert_eq!(asked, vec![b"FCGI_MPXS_CONNS".to_vec()]);
     }
 
     #[tokio::test]

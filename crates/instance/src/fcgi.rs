@@ -77,9 +77,28 @@ impl FcgiWorker {
                 return Err(e);
             }
         };
-        let conn = Connection::connect_unix(&socket)
-            .await
-            .map_err(|e| StartError::Setup(std::io::Error::other(e.to_string())))?;
+        let setup =
+            |e: tusk_fastcgi::FastCgiError| StartError::Setup(std::io::Error::other(e.to_string()));
+        let mut conn = match Connection::connect_unix(&socket).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(setup(e));
+            }
+        };
+        // The connect completes from the listen backlog at once; php-cgi answers FCGI_GET_VALUES
+        // only once PHP has started. Waiting for it keeps the instance "starting" until it can
+        // serve, so the pool's limit on parallel starts holds (a burst no longer starts a
+        // worker per waiting request) and the first request does not pay for PHP's start.
+        let ready = tokio::select! {
+            r = conn.get_values(&["FCGI_MPXS_CONNS"]) => r.map(|_| ()).map_err(setup),
+            info = process.exited() => Err(StartError::Exited(info)),
+            _ = tokio::time::sleep(crate::INIT_TIMEOUT) => Err(StartError::InitTimeout),
+        };
+        if let Err(e) = ready {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
         Ok((
             FcgiWorker {
                 socket,
