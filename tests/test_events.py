@@ -285,6 +285,10 @@ def test_sqs_api_visibility_purge_and_limits(fresh_node, tmp_path):
     assert json.loads(out.stdout)["MessageId"]
     ls = n.cli("queue", "ls").stdout
     assert "plain" in ls
+    n.cli("queue", "rm", "plain")
+    assert "plain" not in n.cli("queue", "ls").stdout
+    gone = n.cli("queue", "rm", "plain", check=False)
+    assert gone.returncode != 0 and "does not exist" in gone.stderr, (gone.stdout, gone.stderr)
 
 
 def test_durability_kill_minus_nine(fresh_node, tmp_path):

@@ -164,8 +164,16 @@ pub async fn delete(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    let answer = json!({"deleted": name});
-    run_queue_op(&state, Op::DeleteQueue(name), answer).await
+    let store = state.control.events.store();
+    // Internal queues (`async:FUNCTION`) are not the user's to delete.
+    if tusk_events::store::is_internal(&name) {
+        return queue_error(QueueError::NoSuchQueue(name));
+    }
+    match store.run(Op::DeleteQueue(name.clone())).await {
+        Ok(tusk_events::store::Reply::Bool(false)) => queue_error(QueueError::NoSuchQueue(name)),
+        Ok(_) => json_response(StatusCode::OK, &json!({"deleted": name})),
+        Err(e) => queue_error(e),
+    }
 }
 
 /// Runs a queue operation; `answer` on success, the queue error otherwise.
