@@ -128,15 +128,15 @@ pub fn validate(
     spec: &ServiceSpec,
     opts: &ValidateOptions,
 ) -> Result<Vec<String>, ValidationError> {
-    const NAME_RULE: &str = "may use only letters, digits, `-` and `_`";
-    if !lambda_name_chars(&spec.service) {
+    const NAME_RULE: &str = "may use only letters, digits, `-` and `_` (at most 64)";
+    if !lambda_name_chars(&spec.service) || spec.service.len() > MAX_FUNCTION_NAME {
         return Err(ValidationError::Name {
             what: "service",
             value: shown(&spec.service),
             rule: NAME_RULE,
         });
     }
-    if !lambda_name_chars(&spec.stage) {
+    if !lambda_name_chars(&spec.stage) || spec.stage.len() > MAX_FUNCTION_NAME {
         return Err(ValidationError::Name {
             what: "stage",
             value: shown(&spec.stage),
