@@ -102,7 +102,9 @@ class Node:
         )
 
     def metrics(self) -> str:
-        return requests.get(self.url + "/_tusk/metrics", timeout=5).text
+        r = requests.get(self.url + "/_tusk/metrics", headers=self.auth(), timeout=5)
+        r.raise_for_status()
+        return r.text
 
     def metric(self, name: str, **labels) -> float:
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())

@@ -210,7 +210,9 @@ def cluster_env(nats, **extra):
 def running_nodes(nats, tmp_path, count, **env):
     """`count` Tusk nodes of the cluster (`--sandbox off`, so functions can leave markers in
     the test's directory), killed when the block ends."""
-    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=["--sandbox", "off"], env=cluster_env(nats, **env))
+    # APP ticks every second, which only a node started for tests accepts.
+    args = ["--sandbox", "off", "--allow-second-schedules"]
+    nodes = [Node(tmp_path / f"node{i}" / "data", extra_args=args, env=cluster_env(nats, **env))
              for i in range(count)]
     try:
         for n in nodes:

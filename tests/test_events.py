@@ -152,7 +152,7 @@ functions:
 
 
 def test_schedule_fires_once_per_tick_across_restarts(fresh_node, tmp_path):
-    n = fresh_node()
+    n = fresh_node(extra_args=["--allow-second-schedules"])
     n.cli("queue", "create", "ticks")
     n.deploy(write_project(tmp_path / "tick", SCHEDULED))
     time.sleep(3.5)

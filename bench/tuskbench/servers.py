@@ -179,7 +179,8 @@ class TuskNode:
         """{(metric name, function label or None): value} from /_tusk/metrics."""
         c = HttpConn("127.0.0.1", self.port)
         try:
-            text = c.request(http_request("GET", "/_tusk/metrics", "127.0.0.1")).body.decode()
+            text = c.request(http_request("GET", "/_tusk/metrics", "127.0.0.1",
+                                          {"Authorization": f"Bearer {self.token}"})).body.decode()
         finally:
             c.close()
         out = {}

@@ -50,6 +50,13 @@ pub enum AuthError {
     )]
     PayloadHashMismatch,
 
+    /// `x-amz-*` headers outside the signature (names, comma-separated).
+    #[error(
+        "There were headers present in the request which were not signed: {0}; \
+         sign every x-amz-* header the request carries (AWS SDKs do), or leave it out"
+    )]
+    UnsignedHeaders(String),
+
     /// The credentials are present but cannot be understood.
     #[error("{0}")]
     Malformed(String),
@@ -65,7 +72,8 @@ impl AuthError {
             AuthError::SignatureMismatch
             | AuthError::Expired(_)
             | AuthError::ClockSkew(_)
-            | AuthError::PayloadHashMismatch => "InvalidSignatureException",
+            | AuthError::PayloadHashMismatch
+            | AuthError::UnsignedHeaders(_) => "InvalidSignatureException",
             AuthError::Malformed(_) => "IncompleteSignatureException",
         }
     }

@@ -334,6 +334,39 @@ fn tampered_query_or_header_fails() {
     assert_eq!(w.check(), Err(AuthError::SignatureMismatch));
 }
 
+/// An `x-amz-*` header added to a request botocore signed is refused, naming the header;
+/// headers botocore leaves unsigned itself (User-Agent, X-Amzn-Trace-Id) still pass.
+#[test]
+fn unsigned_amz_headers_are_refused() {
+    for name in [
+        "invoke_arn",
+        "client_invoke_arn",
+        "client_list",
+        "list_presigned",
+    ] {
+        let mut w = request(name);
+        w.headers
+            .insert("x-amz-invocation-type", HeaderValue::from_static("DryRun"));
+        let got = w.check();
+        assert!(
+            matches!(&got, Err(AuthError::UnsignedHeaders(h)) if h == "x-amz-invocation-type"),
+            "{name}: {got:?}"
+        );
+        let message = got.unwrap_err().to_string();
+        assert!(
+            message.contains("not signed: x-amz-invocation-type"),
+            "{message}"
+        );
+
+        let mut w = request(name);
+        w.headers
+            .insert("user-agent", HeaderValue::from_static("proxy/1"));
+        w.headers
+            .insert("x-amzn-trace-id", HeaderValue::from_static("Root=1-abc"));
+        assert_eq!(w.check(), Ok(Principal::Admin), "{name}");
+    }
+}
+
 #[test]
 fn expired_or_future_signatures_fail() {
     for name in ["invoke_arn", "client_invoke_arn", "list_date_header"] {

@@ -111,7 +111,16 @@ fn cluster_state(connected: bool) -> &'static str {
     }
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus text. Needs the admin token unless the node runs with `--public-metrics`:
+/// instances share the host network, and function names, traffic and queue depths are not
+/// theirs to read.
+pub async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if !state.public_metrics {
+        let (parts, _) = req.into_parts();
+        if let Some(r) = reject_unauthorized(&state, &parts, b"") {
+            return r;
+        }
+    }
     let mut body = crate::metrics::render(&state.control.dispatcher, state.logs.dropped());
     let stats = state
         .control

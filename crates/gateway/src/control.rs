@@ -42,6 +42,8 @@ pub struct ControlPlane {
     pub sandbox: Arc<tusk_sandbox::Sandbox>,
     /// One deploy at a time keeps version numbers and route checks simple.
     deploy_lock: tokio::sync::Mutex<()>,
+    /// What deploys may use beyond AWS's rules (set with [`ControlPlane::with_validation`]).
+    pub validation: tusk_manifest::ValidateOptions,
 }
 
 /// Runs store and file work off the async threads.
@@ -99,7 +101,14 @@ impl ControlPlane {
             logs,
             sandbox: Arc::new(tusk_sandbox::Sandbox::off()),
             deploy_lock: tokio::sync::Mutex::new(()),
+            validation: tusk_manifest::ValidateOptions::default(),
         }
+    }
+
+    /// Deploys are checked with `options` (e.g. second schedules on a test node).
+    pub fn with_validation(mut self, options: tusk_manifest::ValidateOptions) -> ControlPlane {
+        self.validation = options;
+        self
     }
 
     /// Runs every instance in `sandbox` (the node's, from `tusk_sandbox::Sandbox::init`).
@@ -427,10 +436,10 @@ impl ControlPlane {
                 "package {package} was not uploaded; PUT it to /_tusk/packages/{package} first"
             )));
         }
-        validate_names(&spec)?;
+        let checked = validate_names(&spec, &self.validation)?;
         let _guard = self.deploy_lock.lock().await;
         let code_dir = self.ensure_code(package).await?;
-        let mut warnings = Vec::new();
+        let mut warnings = checked;
         self.check_functions(&spec, &code_dir, &mut warnings)
             .await?;
 
@@ -655,26 +664,12 @@ pub fn is_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-fn validate_names(spec: &ServiceSpec) -> Result<(), GatewayError> {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !ok(&spec.service) || !ok(&spec.stage) {
-        return Err(GatewayError::BadRequest(format!(
-            "service `{}` and stage `{}` may only use letters, digits, `-` and `_`",
-            spec.service, spec.stage
-        )));
-    }
-    for f in &spec.functions {
-        if !ok(&f.name) {
-            return Err(GatewayError::BadRequest(format!(
-                "function name `{}` may only use letters, digits, `-` and `_`",
-                f.name
-            )));
-        }
-    }
-    Ok(())
+/// The node re-checks every rule the CLI checks (`tusk_manifest::validate`): a deploy can be
+/// raw JSON that never met the CLI. Returns the warnings.
+fn validate_names(
+    spec: &ServiceSpec,
+    options: &tusk_manifest::ValidateOptions,
+) -> Result<Vec<String>, GatewayError> {
+    spec.validate(options)
+        .map_err(|e| GatewayError::BadRequest(e.to_string()))
 }

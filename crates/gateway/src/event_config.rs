@@ -11,11 +11,9 @@ use tusk_manifest::{EventSpec, FunctionSpec, ServiceSpec};
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_MAX_AGE: u32 = 21600;
 
-/// The queue an `arn:aws:sqs:REGION:ACCOUNT:NAME` names.
+/// The queue an `arn:aws:sqs:REGION:ACCOUNT:NAME` names, when NAME is a valid queue name.
 pub fn queue_from_arn(arn: &str) -> Option<&str> {
-    let rest = arn.strip_prefix("arn:aws:sqs:")?;
-    let name = rest.rsplit(':').next()?;
-    (!name.is_empty()).then_some(name)
+    tusk_manifest::sqs_queue(arn)
 }
 
 /// Resolves a destination: a function of this service (short name), a deployed function (full

@@ -22,14 +22,6 @@ fn queue_error(e: QueueError) -> Response {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 80
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 pub fn counters_json(state: &AppState) -> serde_json::Value {
     let c = &state.control.events.counters;
     let v = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -124,11 +116,8 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(r) => r,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
     };
-    if !valid_name(&request.name) {
-        return admin_error(
-            StatusCode::BAD_REQUEST,
-            "a queue name uses up to 80 letters, digits, `-` and `_`",
-        );
+    if !tusk_manifest::valid_queue_name(&request.name) {
+        return admin_error(StatusCode::BAD_REQUEST, tusk_manifest::QUEUE_NAME_RULE);
     }
     let store = state.control.events.store();
     if let Some(dlq) = &request.dead_letter {

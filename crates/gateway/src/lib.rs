@@ -70,6 +70,10 @@ pub struct NodeConfig {
     pub cluster_auth: tusk_cluster::ClusterAuth,
     /// The URL other nodes reach this one at (default `http://LISTEN`).
     pub advertise_url: Option<String>,
+    /// Serve `/_tusk/metrics` without authentication (`--public-metrics`).
+    pub public_metrics: bool,
+    /// Accept `rate(N seconds)` schedules (`--allow-second-schedules`, tests only).
+    pub allow_second_schedules: bool,
 }
 
 impl NodeConfig {
@@ -93,6 +97,8 @@ impl NodeConfig {
             cluster_replicas: 3,
             cluster_auth: tusk_cluster::ClusterAuth::None,
             advertise_url: None,
+            public_metrics: false,
+            allow_second_schedules: false,
         }
     }
 }
@@ -129,6 +135,8 @@ pub(crate) struct AppState {
     pub cluster: Option<Arc<tusk_cluster::Cluster>>,
     /// Set on SIGTERM / Ctrl-C: readiness fails while in-flight work finishes.
     pub draining: std::sync::atomic::AtomicBool,
+    /// `/_tusk/metrics` answers without the admin token.
+    pub public_metrics: bool,
 }
 
 impl AppState {
@@ -266,7 +274,10 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         events,
         format!("http://{listen}"),
     )
-    .with_sandbox(sandbox.clone());
+    .with_sandbox(sandbox.clone())
+    .with_validation(tusk_manifest::ValidateOptions {
+        allow_second_schedules: config.allow_second_schedules,
+    });
     let state = Arc::new(AppState {
         control,
         credentials: tusk_auth::Credentials {
@@ -287,6 +298,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         }),
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        public_metrics: config.public_metrics,
     });
     if let Some(peers) = &state.peers {
         // Before any pool exists, so each starts with this node's share.

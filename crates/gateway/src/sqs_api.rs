@@ -79,14 +79,6 @@ fn error_response(e: SqsError) -> Response {
     r
 }
 
-fn valid_queue_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 80
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// The queue a `QueueUrl` names (its last path segment).
 fn queue_name(body: &Value) -> Result<String, SqsError> {
     let url = body
@@ -104,7 +96,7 @@ fn queue_name(body: &Value) -> Result<String, SqsError> {
         .rsplit('/')
         .next()
         .unwrap_or_default();
-    if !valid_queue_name(name) {
+    if !tusk_manifest::valid_queue_name(name) {
         return Err(SqsError::invalid(format!("{url} is not a Tusk queue URL")));
     }
     Ok(name.to_string())
@@ -195,10 +187,11 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .get("QueueName")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if !valid_queue_name(name) {
-                return Err(SqsError::invalid(
-                    "QueueName may use up to 80 letters, digits, `-` and `_`",
-                ));
+            if !tusk_manifest::valid_queue_name(name) {
+                return Err(SqsError::invalid(format!(
+                    "QueueName: {}",
+                    tusk_manifest::QUEUE_NAME_RULE
+                )));
             }
             let attrs = req.get("Attributes").cloned().unwrap_or(json!({}));
             let visibility = attrs

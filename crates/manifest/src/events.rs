@@ -9,9 +9,12 @@ use serde_yaml::Value;
 /// Event types Tusk runs; any other type is skipped with a warning.
 pub(crate) const SUPPORTED: [&str; 4] = ["httpApi", "http", "schedule", "sqs"];
 
-/// Path prefixes the node serves itself (DESIGN.md §2): the admin API and the Lambda APIs.
-const RESERVED_FIRST_SEGMENTS: [&str; 11] = [
+/// Path prefixes the node serves itself (DESIGN.md §2): the admin API and every dated AWS API
+/// prefix (Lambda's and its neighbours', so a later API the node learns cannot be shadowed by
+/// a route deployed today).
+pub(crate) const RESERVED_FIRST_SEGMENTS: [&str; 13] = [
     "_tusk",
+    "2014-11-13",
     "2015-03-31",
     "2016-08-19",
     "2017-03-31",
@@ -21,6 +24,7 @@ const RESERVED_FIRST_SEGMENTS: [&str; 11] = [
     "2019-09-25",
     "2019-09-30",
     "2020-04-22",
+    "2020-06-30",
     "2021-10-31",
 ];
 
@@ -183,17 +187,30 @@ fn normalize_path(route: &str, path: &[Seg]) -> Result<String, Diag> {
     } else {
         format!("/{route}")
     };
-    let fail = |why: &str| {
-        Err(Diag::new(
+    match route_path_problem(&route) {
+        None => Ok(route),
+        Some(why) => Err(Diag::new(
             path,
             format!("invalid route path `{route}`: {why}"),
-        ))
-    };
-    if route.contains(['?', '#', ' ']) {
-        return fail("a path has no query string, fragment or spaces");
+        )),
+    }
+}
+
+/// Why a route path (starting with `/`) cannot be served, or `None` when it can: no query,
+/// fragment, whitespace or control characters, no reserved prefix, `{param}` segments whole
+/// and unique, `{name+}` only last. Shared by the CLI's parser and the node's validator.
+pub(crate) fn route_path_problem(route: &str) -> Option<&'static str> {
+    if !route.starts_with('/') {
+        return Some("a path starts with `/`");
+    }
+    if route.len() > 1024 {
+        return Some("a path is at most 1024 characters");
+    }
+    if route.contains(['?', '#']) || route.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("a path has no query string, fragment, spaces or control characters");
     }
     if route == "/" {
-        return Ok(route);
+        return None;
     }
     let segments: Vec<&str> = route[1..].split('/').collect();
     let mut params: Vec<&str> = Vec::new();
@@ -203,16 +220,16 @@ fn normalize_path(route: &str, path: &[Seg]) -> Result<String, Diag> {
             if last {
                 continue;
             }
-            return fail("empty segment (`//`)");
+            return Some("empty segment (`//`)");
         }
         if i == 0 && RESERVED_FIRST_SEGMENTS.contains(segment) {
-            return fail("paths under this prefix are reserved for the Tusk admin and Lambda APIs; choose another path");
+            return Some("paths under this prefix are reserved for the Tusk admin and AWS APIs; choose another path");
         }
         if !segment.contains(['{', '}']) {
             continue;
         }
         let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
-            return fail("a parameter must fill a whole segment, like /users/{id}");
+            return Some("a parameter must fill a whole segment, like /users/{id}");
         };
         let (name, greedy) = match inner.strip_suffix('+') {
             Some(name) => (name, true),
@@ -223,17 +240,17 @@ fn normalize_path(route: &str, path: &[Seg]) -> Result<String, Diag> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            return fail("parameter names use letters, digits, `_`, `-` and `.`");
+            return Some("parameter names use letters, digits, `_`, `-` and `.`");
         }
         if greedy && !last {
-            return fail("a greedy parameter like {proxy+} must be the last segment");
+            return Some("a greedy parameter like {proxy+} must be the last segment");
         }
         if params.contains(&name) {
-            return fail("the same parameter name appears twice");
+            return Some("the same parameter name appears twice");
         }
         params.push(name);
     }
-    Ok(route)
+    None
 }
 
 fn schedule(value: &Value, path: &[Seg], warnings: &mut Vec<Diag>) -> Result<Vec<EventSpec>, Diag> {

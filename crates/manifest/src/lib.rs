@@ -20,10 +20,15 @@ mod events;
 mod locate;
 mod model;
 mod runtime;
+mod validate;
 mod vars;
 
 pub use error::ManifestError;
 pub use model::*;
+pub use validate::{
+    sqs_queue, valid_queue_name, validate, ValidateOptions, ValidationError, MAX_ENVIRONMENT_BYTES,
+    MAX_FUNCTION_NAME, QUEUE_NAME_RULE, RESERVED_ENV_KEYS,
+};
 
 use error::Diag;
 use std::collections::HashMap;
@@ -103,6 +108,17 @@ fn load(
     let place = |d: &Diag| map.locate(&d.path);
     match build::build(&root, opts, dir) {
         Ok((spec, warnings)) => {
+            // The node checks the same rules again; second rates are its call (a test node
+            // allows them), so the CLI lets them through with the node's warning.
+            let opts = ValidateOptions {
+                allow_second_schedules: true,
+            };
+            let checked = spec.validate(&opts).map_err(|e| ManifestError::Invalid {
+                file: file.to_string(),
+                line: None,
+                column: None,
+                message: e.to_string(),
+            })?;
             let warnings = warnings
                 .iter()
                 .map(|w| {
@@ -115,6 +131,7 @@ fn load(
                     }
                     .to_string()
                 })
+                .chain(checked.into_iter().map(|w| format!("{file}: {w}")))
                 .collect();
             Ok(Loaded { spec, warnings })
         }

@@ -106,7 +106,7 @@ pub(crate) fn detect(
 }
 
 /// `php-82` → (8.2, function), `php-82-fpm` → fpm, `php-82-console` → console.
-fn php_name(name: &str) -> Option<(String, RuntimeKind)> {
+pub(crate) fn php_name(name: &str) -> Option<(String, RuntimeKind)> {
     let rest = name.strip_prefix("php-")?;
     let (digits, kind) = match rest.split_once('-') {
         None => (rest, RuntimeKind::PhpFunction),

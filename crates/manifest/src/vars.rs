@@ -18,7 +18,15 @@ use std::borrow::Cow;
 use std::path::Path;
 
 /// Deep enough for any sane nesting; stops runaway `${file()}` self-inclusion.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = 32;
+/// The largest text one variable may expand to.
+const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Work allowed for one file: variables resolved plus mappings and lists copied. Real files
+/// stay in the thousands; values that refer to each other twice per level (`a2: ${self:a1}${self:a1}`)
+/// would otherwise take 2^depth steps.
+const MAX_STEPS: usize = 100_000;
+/// Text all expansions of one file may produce together.
+const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) const DEFAULT_STAGE: &str = "dev";
 pub(crate) const DEFAULT_REGION: &str = "us-east-1";
@@ -32,6 +40,9 @@ pub(crate) struct Resolver<'a> {
     active: Vec<Vec<Seg>>,
     stage: Option<String>,
     region: Option<String>,
+    /// Work done so far, against [`MAX_STEPS`] and [`MAX_TOTAL_BYTES`].
+    steps: usize,
+    bytes: usize,
 }
 
 impl<'a> Resolver<'a> {
@@ -43,6 +54,37 @@ impl<'a> Resolver<'a> {
             active: Vec::new(),
             stage: None,
             region: None,
+            steps: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts work against the file's budget; the error names the value being resolved and
+    /// the one that asked for it.
+    fn charge(&mut self, path: &[Seg], steps: usize, bytes: usize) -> Result<(), Diag> {
+        self.steps += steps;
+        self.bytes += bytes;
+        if self.steps <= MAX_STEPS && self.bytes <= MAX_TOTAL_BYTES {
+            return Ok(());
+        }
+        Err(Diag::new(
+            path,
+            format!(
+                "variables expand too much at `{}`{}: Tusk stops after {MAX_STEPS} steps or {} MB of text (do values refer to each other several times over?); simplify the variables",
+                PathDisplay(path),
+                self.origin(path),
+                MAX_TOTAL_BYTES >> 20
+            ),
+        ))
+    }
+
+    /// `(needed by ...)` naming the outermost value being resolved, when it is not `path`.
+    fn origin(&self, path: &[Seg]) -> String {
+        match self.active.first() {
+            Some(first) if first.as_slice() != path => {
+                format!(" (needed by `{}`)", PathDisplay(first))
+            }
+            _ => String::new(),
         }
     }
 
@@ -171,6 +213,9 @@ impl<'a> Resolver<'a> {
     }
 
     fn resolve_deep(&mut self, value: &Value, path: &[Seg]) -> Result<Value, Diag> {
+        if matches!(value, Value::Mapping(_) | Value::Sequence(_)) {
+            self.charge(path, 1, 0)?;
+        }
         Ok(match value {
             Value::String(s) if has_var(s) => self.resolve_string(path, s)?,
             Value::Mapping(map) => {
@@ -209,9 +254,14 @@ impl<'a> Resolver<'a> {
         if self.active.len() >= MAX_DEPTH {
             return Err(Diag::new(
                 path,
-                "variables nest too deeply (a `${file()}` including itself?)",
+                format!(
+                    "variables nest more than {MAX_DEPTH} deep at `{}`{} (a `${{file()}}` including itself?); simplify the variables",
+                    PathDisplay(path),
+                    self.origin(path)
+                ),
             ));
         }
+        self.charge(path, 1, 0)?;
         self.active.push(path.to_vec());
         let result = self.interpolate(s, path);
         self.active.pop();
@@ -234,7 +284,19 @@ impl<'a> Resolver<'a> {
                     let text = scalar_to_string(&value).ok_or_else(|| {
                         Diag::new(path, format!("`${{{expr}}}` is a mapping or a list and cannot be part of a string; use it as the whole value"))
                     })?;
+                    self.charge(path, 0, text.len())?;
                     out.push_str(&text);
+                    if out.len() > MAX_VALUE_BYTES {
+                        return Err(Diag::new(
+                            path,
+                            format!(
+                                "`{}` expands to more than {} MB of text{}; variables this large are refused",
+                                PathDisplay(path),
+                                MAX_VALUE_BYTES >> 20,
+                                self.origin(path)
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -541,7 +603,11 @@ pub(crate) fn child_of<'v>(value: &'v Value, seg: &Seg) -> Option<&'v Value> {
     match (value, seg) {
         (Value::Mapping(map), Seg::Key(k)) => map
             .iter()
-            .find(|(key, _)| key_str(key).as_deref() == Some(k.as_str()))
+            .find(|(key, _)| match key {
+                // The common case, without allocating (lookups run once per variable).
+                Value::String(s) => s == k,
+                other => key_str(other).as_deref() == Some(k.as_str()),
+            })
             .map(|(_, v)| v),
         (Value::Sequence(items), Seg::Index(i)) => items.get(*i),
         (Value::Sequence(items), Seg::Key(k)) => k.parse::<usize>().ok().and_then(|i| items.get(i)),
@@ -902,6 +968,46 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(f["vpc"], Value::String("${ssm:/x}".into()));
+    }
+
+    /// `custom.a1` .. `custom.aN`, each `item` applied to the previous one; `b` uses the last.
+    fn chain(first: &str, item: &str, levels: usize) -> String {
+        let mut doc = format!("custom:\n  a0: {first}\n");
+        for i in 1..=levels {
+            let prev = format!("${{self:custom.a{}}}", i - 1);
+            doc.push_str(&format!("  a{i}: {}\n", item.replace("PREV", &prev)));
+        }
+        doc.push_str(&format!("b: ${{self:custom.a{levels}}}\n"));
+        doc
+    }
+
+    /// Values that use the previous one twice grow as 2^depth; they are refused quickly.
+    #[test]
+    fn doubling_variables_hit_the_limits() {
+        let o = opts();
+        // 40 levels: refused by depth before any work.
+        let err = resolve(&chain("x", "PREVPREV", 40), &o, "b").unwrap_err();
+        assert!(err.message.contains("more than 32 deep"), "{}", err.message);
+        assert!(err.message.contains("needed by `b`"), "{}", err.message);
+
+        // 30 levels of doubling text: refused at 1 MB.
+        let err = resolve(&chain(&"x".repeat(4096), "PREVPREV", 30), &o, "b").unwrap_err();
+        assert!(
+            err.message.contains("expands to more than 1 MB"),
+            "{}",
+            err.message
+        );
+
+        // Empty values never grow, but the work still doubles per level.
+        let err = resolve(&chain("''", "PREVPREV", 30), &o, "b").unwrap_err();
+        assert!(err.message.contains("expand too much"), "{}", err.message);
+
+        // Lists that double.
+        let err = resolve(&chain("[x]", "['PREV', 'PREV']", 30), &o, "b").unwrap_err();
+        assert!(err.message.contains("expand too much"), "{}", err.message);
+
+        // A plain chain of 30 is fine.
+        assert_eq!(string(&chain("x", "PREV", 30), &o, "b"), "x");
     }
 
     #[test]

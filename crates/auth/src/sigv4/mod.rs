@@ -180,6 +180,7 @@ fn verify(
 
     let signed = signed_header_names(&claim.signed_headers)?;
     let headers_block = canonical_headers(req.headers, &signed)?;
+    unsigned_amz_headers(req.headers, &signed)?;
     let payload_hash = payload_hash(req)?;
     let key = signing_key(
         &creds.secret_access_key,
@@ -346,6 +347,31 @@ fn signed_header_names(list: &str) -> Result<Vec<&str>, AuthError> {
         ));
     }
     Ok(names)
+}
+
+/// Refuses a request carrying an `x-amz-*` header its signature does not cover: such headers
+/// steer the call (`X-Amz-Invocation-Type: DryRun`, `X-Amz-Client-Context`, ...), so one added
+/// on the way to a signed request must not be honoured. AWS refuses these too (S3's
+/// "There were headers present in the request which were not signed").
+///
+/// No exception is needed for any client we know: botocore's `SigV4Auth.headers_to_sign`
+/// signs every header present except its `SIGNED_HEADERS_BLACKLIST` (`expect`,
+/// `transfer-encoding`, `user-agent`, `x-amzn-trace-id`), and it adds `X-Amz-Date`,
+/// `X-Amz-Security-Token` and (where used) `X-Amz-Content-Sha256` before signing; the AWS SDKs
+/// for JavaScript, Go and Java likewise sign all `x-amz-*` headers they send. `x-amzn-*`
+/// (with an `n`, e.g. the trace id) is another prefix and stays unsigned.
+fn unsigned_amz_headers(headers: &HeaderMap, signed: &[&str]) -> Result<(), AuthError> {
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-amz-"))
+        .filter(|name| !signed.iter().any(|s| s.eq_ignore_ascii_case(name)))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    Err(AuthError::UnsignedHeaders(unsigned.join(", ")))
 }
 
 /// The signing time of a header-signed request: `X-Amz-Date`, else `Date`.

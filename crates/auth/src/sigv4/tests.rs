@@ -101,6 +101,13 @@ fn aws_example_verifies() {
     let mut h2 = h.clone();
     h2.insert("user-agent", HeaderValue::from_static("curl/8"));
     assert!(authenticate(&example_request(&h2), &creds, at(EXAMPLE_TIME)).is_ok());
+    // ...but not an x-amz-* header, which steers the call.
+    let mut h3 = h.clone();
+    h3.insert("x-amz-invocation-type", HeaderValue::from_static("DryRun"));
+    assert_eq!(
+        authenticate(&example_request(&h3), &creds, at(EXAMPLE_TIME)),
+        Err(AuthError::UnsignedHeaders("x-amz-invocation-type".into()))
+    );
     // Any other secret fails.
     let wrong = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ");
     assert_eq!(

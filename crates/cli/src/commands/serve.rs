@@ -83,6 +83,14 @@ pub struct Args {
     /// (default: http://LISTEN).
     #[arg(long, env = "TUSK_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
+    /// Serve /_tusk/metrics without the admin token (for a Prometheus that cannot send one).
+    /// Instances share the host's network and could read it too.
+    #[arg(long)]
+    pub public_metrics: bool,
+    /// Accept schedules below AWS's 1-minute minimum (`rate(N seconds)`), for tests that
+    /// want to see several ticks quickly. Production nodes refuse them, as AWS does.
+    #[arg(long)]
+    pub allow_second_schedules: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -109,6 +117,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.cluster_auth = tusk_cluster::ClusterAuth::from_env(|name| std::env::var(name).ok())
         .map_err(|err| anyhow!("cannot read the cluster credentials: {err}"))?;
     config.advertise_url = args.advertise_url;
+    config.public_metrics = args.public_metrics;
+    config.allow_second_schedules = args.allow_second_schedules;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
