@@ -168,9 +168,8 @@ pub async fn upload_package(
 }
 
 async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, GatewayError> {
-    let internal =
-        |e: std::io::Error| GatewayError::Internal(format!("cannot store the package: {e}"));
     let final_path = state.control.package_path(sha);
+    let internal = |e: std::io::Error| crate::package::disk_error("cannot store", &final_path, &e);
     let tmp = final_path.with_extension(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
     let mut hasher = Sha256::new();

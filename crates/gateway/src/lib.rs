@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub cluster_auth: tusk_cluster::ClusterAuth,
     /// The URL other nodes reach this one at (default `http://LISTEN`).
     pub advertise_url: Option<String>,
+    /// Largest package accepted, in MB unpacked (Lambda's limit: 250).
+    pub max_package_mb: u64,
 }
 
 impl NodeConfig {
@@ -93,6 +95,7 @@ impl NodeConfig {
             cluster_replicas: 3,
             cluster_auth: tusk_cluster::ClusterAuth::None,
             advertise_url: None,
+            max_package_mb: 250,
         }
     }
 }
@@ -160,6 +163,16 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let data_dir = tokio::fs::canonicalize(&config.data_dir)
         .await
         .map_err(startup("cannot resolve the data directory"))?;
+    // tusk.db holds environment values and admin.token the keys to the node: only the node's
+    // user may look inside, whatever mode an earlier start or the operator left.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(startup(
+                "cannot restrict the data directory to mode 0700 (is it owned by the node's user?)",
+            ))?;
+    }
     let sockets = control::socket_dir(&data_dir);
     tokio::fs::create_dir_all(&sockets)
         .await
@@ -266,7 +279,11 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         events,
         format!("http://{listen}"),
     )
-    .with_sandbox(sandbox.clone());
+    .with_sandbox(sandbox.clone())
+    .with_package_limits(package::Limits {
+        max_unpacked_bytes: config.max_package_mb.max(1).saturating_mul(1024 * 1024),
+        ..package::Limits::default()
+    });
     let state = Arc::new(AppState {
         control,
         credentials: tusk_auth::Credentials {

@@ -83,6 +83,9 @@ pub struct Args {
     /// (default: http://LISTEN).
     #[arg(long, env = "TUSK_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
+    /// Largest package a deploy may upload, in MB once unpacked (Lambda's limit is 250).
+    #[arg(long, default_value_t = 250, value_name = "MB")]
+    pub max_package_mb: u64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -109,6 +112,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.cluster_auth = tusk_cluster::ClusterAuth::from_env(|name| std::env::var(name).ok())
         .map_err(|err| anyhow!("cannot read the cluster credentials: {err}"))?;
     config.advertise_url = args.advertise_url;
+    config.max_package_mb = args.max_package_mb;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
