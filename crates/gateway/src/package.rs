@@ -44,7 +44,7 @@ pub fn human_size(bytes: u64) -> String {
     if bytes >= GB {
         format!("{:.1} GB", bytes as f64 / GB as f64)
     } else if bytes >= MB {
-        format!("{} MB", bytes.div_ceil(MB))
+        format!("{} MB", (bytes + MB / 2) / MB)
     } else {
         format!("{} KB", bytes.div_ceil(1024))
     }
