@@ -8,9 +8,11 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
 import requests
 
 from conftest import Node, write_project
@@ -372,3 +374,41 @@ def test_cli_refuses_links_leaving_the_project(fresh_node, tmp_path):
     assert r.returncode != 0
     assert "package entry `public/etc` is a symlink to `/etc`, outside the package" in r.stderr, r.stderr
     assert_not_leaked(n, "/etc/passwd", "root:x:0:0")
+
+
+def test_full_disk_says_so(tmp_path):
+    """ENOSPC while storing an upload or unpacking it names the cause and where to free space."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    n = Node(mnt / "data")
+    try:
+        n.start()
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+
+        # Unpacking: the package fits, its unpacked copy does not.
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("public/index.php", INDEX)
+            z.writestr("public/blob.bin", os.urandom(int(free * 0.6)))
+        data = buf.getvalue()
+        r, sha = raw_deploy(n, data, fpm_spec("full"))
+        assert r.status_code == 500, r.text
+        msg = error_of(r)
+        assert msg.startswith("the node's disk is full") and f"free space under the data directory ({n.data_dir})" in msg, msg
+        assert leftovers(n) == []
+        assert not (n.data_dir / "code" / sha).exists()
+
+        # Uploading: more than is left.
+        (n.data_dir / "packages" / f"{sha}.zip").unlink()
+        big = os.urandom(int(free * 1.2))
+        sha = hashlib.sha256(big).hexdigest()
+        r = requests.put(f"{n.url}/_tusk/packages/{sha}", data=big, headers=n.auth(), timeout=120)
+        assert r.status_code == 500, r.text
+        assert error_of(r).startswith("the node's disk is full"), r.text
+        assert [p.name for p in (n.data_dir / "packages").iterdir()] == []
+    finally:
+        n.stop()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
