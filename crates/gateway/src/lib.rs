@@ -172,6 +172,12 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             .map_err(startup(
                 "cannot restrict the data directory to mode 0700 (is it owned by the node's user?)",
             ))?;
+        // Whatever the umask: packages and code are written by the node only.
+        for sub in ["packages", "code"] {
+            tokio::fs::set_permissions(data_dir.join(sub), std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(startup("cannot set the mode of the package directories"))?;
+        }
     }
     let sockets = control::socket_dir(&data_dir);
     tokio::fs::create_dir_all(&sockets)
