@@ -47,9 +47,9 @@ fn document_root_under(spec: &LaunchSpec, base: &Path) -> (PathBuf, String) {
     (base.join(dir), script)
 }
 
-/// A static file opened for serving, and its name (for the content type).
+/// A static file read for serving, and its name (for the content type).
 pub struct StaticFile {
-    file: std::fs::File,
+    body: Bytes,
     name: PathBuf,
 }
 
@@ -80,9 +80,16 @@ pub async fn static_file(spec: &LaunchSpec, path: &str) -> Option<StaticFile> {
     let (root, _) = document_root_under(spec, Path::new(""));
     let rel = root.join(rel);
     let code_dir = spec.code_dir.clone();
+    // Open, check and read in one blocking task: one hop to the blocking pool per request.
     tokio::task::spawn_blocking(move || {
-        let file = beneath::open_file(&code_dir, &rel).ok()?;
-        Some(StaticFile { file, name: rel })
+        use std::io::Read;
+        let mut file = beneath::open_file(&code_dir, &rel).ok()?;
+        let mut body = Vec::new();
+        file.read_to_end(&mut body).ok()?;
+        Some(StaticFile {
+            body: Bytes::from(body),
+            name: rel,
+        })
     })
     .await
     .ok()
@@ -91,18 +98,7 @@ pub async fn static_file(spec: &LaunchSpec, path: &str) -> Option<StaticFile> {
 
 pub async fn serve_static(file: &StaticFile, method: &str, headers: &HeaderMap) -> HttpResponse {
     let mime = mime_guess::from_path(&file.name).first_or_octet_stream();
-    let read = file.file.try_clone().map(tokio::fs::File::from_std);
-    let body = match read {
-        Ok(mut f) => {
-            use tokio::io::AsyncReadExt;
-            let mut b = Vec::new();
-            match f.read_to_end(&mut b).await {
-                Ok(_) => Bytes::from(b),
-                Err(_) => return not_found(),
-            }
-        }
-        Err(_) => return not_found(),
-    };
+    let body = file.body.clone();
     let etag = format!("\"{:x}-{:x}\"", body.len(), fxhash(&body));
     let mut out = vec![(
         http::header::CONTENT_TYPE,
@@ -127,14 +123,6 @@ pub async fn serve_static(file: &StaticFile, method: &str, headers: &HeaderMap) 
         } else {
             body
         },
-    }
-}
-
-fn not_found() -> HttpResponse {
-    HttpResponse {
-        status: StatusCode::NOT_FOUND,
-        headers: vec![],
-        body: Bytes::from_static(b"Not Found"),
     }
 }
 
