@@ -239,10 +239,15 @@ def test_data_dir_is_private_even_when_created_open(tmp_path):
     data = tmp_path / "node" / "data"
     data.mkdir(parents=True)
     data.chmod(0o755)
+    # An operator copied a token in with a loose mode; a crash left a staging directory.
+    (data / "admin.token").write_text("token-copied-in-by-an-operator-0123456789")
+    (data / "admin.token").chmod(0o644)
+    (data / "code" / ".unpack-crashed").mkdir(parents=True)
     n = Node(data).start()
     try:
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         assert stat.S_IMODE((data / "admin.token").stat().st_mode) == 0o600
+        assert leftovers(n) == []
         for sub in ["code", "packages"]:
             st = (data / sub).stat()
             assert st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & 0o022 == 0, sub

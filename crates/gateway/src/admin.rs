@@ -29,6 +29,12 @@ pub async fn load_or_create_token(
     let path = data_dir.join("admin.token");
     if let Ok(existing) = tokio::fs::read_to_string(&path).await {
         if !existing.trim().is_empty() {
+            // An operator may have copied it in with a looser mode: only the node reads it.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = tokio::fs::metadata(&path).await?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).await?;
+            }
             return Ok(existing.trim().to_string());
         }
     }

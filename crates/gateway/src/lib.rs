@@ -172,6 +172,14 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
             .map_err(startup(
                 "cannot restrict the data directory to mode 0700 (is it owned by the node's user?)",
             ))?;
+        // An unpack cut short by a crash leaves its staging directory behind.
+        if let Ok(mut entries) = tokio::fs::read_dir(data_dir.join("code")).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                if entry.file_name().to_string_lossy().starts_with(".unpack-") {
+                    let _ = tokio::fs::remove_dir_all(entry.path()).await;
+                }
+            }
+        }
         // Whatever the umask: packages and code are written by the node only.
         for sub in ["packages", "code"] {
             tokio::fs::set_permissions(data_dir.join(sub), std::fs::Permissions::from_mode(0o755))

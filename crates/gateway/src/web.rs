@@ -238,6 +238,68 @@ mod beneath {
         };
         owned(fd)
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::os::unix::fs::{symlink, PermissionsExt};
+
+        fn tree() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("pkg");
+            std::fs::create_dir_all(root.join("public/css")).unwrap();
+            std::fs::write(root.join("public/css/a.css"), "a").unwrap();
+            std::fs::write(root.join("styles.css"), "s").unwrap();
+            std::fs::write(dir.path().join("secret"), "host").unwrap();
+            for f in ["public/css/a.css", "styles.css"] {
+                std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+            }
+            symlink("../styles.css", root.join("public/in.css")).unwrap();
+            symlink("../../secret", root.join("public/out")).unwrap();
+            symlink("/", root.join("public/root")).unwrap();
+            dir
+        }
+
+        #[test]
+        fn openat2_stays_beneath_the_root() {
+            let dir = tree();
+            let root = dir.path().join("pkg");
+            let fd = open_dir(&root).unwrap();
+            assert!(open_file(&root, Path::new("public/css/a.css")).is_ok());
+            assert!(open_file(&root, Path::new("public/in.css")).is_ok());
+            for bad in [
+                "public/out",
+                "public/root/etc/passwd",
+                "../secret",
+                "public/css",
+            ] {
+                assert!(open_file(&root, Path::new(bad)).is_err(), "{bad}");
+            }
+            // The fallback never follows a link at all.
+            assert!(walk_nofollow(&fd, Path::new("public/css/a.css")).is_ok());
+            for bad in [
+                "public/in.css",
+                "public/out",
+                "public/root/etc/passwd",
+                "../secret",
+            ] {
+                assert!(walk_nofollow(&fd, Path::new(bad)).is_err(), "{bad}");
+            }
+        }
+
+        #[test]
+        fn only_world_readable_files_are_served() {
+            let dir = tree();
+            let root = dir.path().join("pkg");
+            std::fs::set_permissions(
+                root.join("styles.css"),
+                std::fs::Permissions::from_mode(0o640),
+            )
+            .unwrap();
+            assert!(open_file(&root, Path::new("styles.css")).is_err());
+        }
+    }
 }
 
 /// A cheap content hash for ETags (not security relevant).
