@@ -316,6 +316,13 @@ def test_max_package_mb_flag(fresh_node):
     assert r.status_code == 400, r.text
     assert "package is 2 MB unpacked; the limit is 1 MB, set with --max-package-mb" in error_of(r)
     assert leftovers(n) == []
+    # The upload itself is cut off once it is larger than any package within the limit.
+    big = os.urandom(20 << 20)
+    sha = hashlib.sha256(big).hexdigest()
+    r = requests.put(f"{n.url}/_tusk/packages/{sha}", data=big, headers=n.auth(), timeout=120)
+    assert r.status_code == 400, r.text
+    assert "package upload is over 17 MB; the limit is 1 MB unpacked" in error_of(r), r.text
+    assert not any(p.name.startswith(sha) for p in (n.data_dir / "packages").iterdir())
     # Under the limit it deploys.
     r, _ = raw_deploy(n, make_zip([("public/index.php", INDEX, 0o644)]), fpm_spec("small"))
     assert r.status_code == 200, r.text

@@ -180,6 +180,9 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
     let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    // Stored entries plus their headers: the limit unpacked, plus room for 100,000 headers.
+    let limits = state.control.package_limits;
+    let max_upload = limits.max_unpacked_bytes.saturating_add(16 * 1024 * 1024);
     let mut stream = body.into_data_stream();
     let result: Result<(), GatewayError> = async {
         while let Some(chunk) = stream.next().await {
@@ -187,6 +190,13 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
                 chunk.map_err(|e| GatewayError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            if size > max_upload {
+                return Err(GatewayError::BadRequest(format!(
+                    "package upload is over {}; the limit is {} unpacked (a zip is never much larger than its contents), set with --max-package-mb",
+                    crate::package::human_size(max_upload),
+                    crate::package::human_size(limits.max_unpacked_bytes)
+                )));
+            }
             file.write_all(&chunk).await.map_err(internal)?;
         }
         file.sync_all().await.map_err(internal)?;
