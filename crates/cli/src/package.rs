@@ -11,7 +11,9 @@
 //!
 //! The archive is deterministic (sorted entries, fixed timestamps), so an unchanged project gives
 //! the same sha256 and the node can skip the upload. Unix permissions are stored per entry so a
-//! `bootstrap` stays executable.
+//! `bootstrap` stays executable. Symlinks that stay inside the project (`vendor/bin/*`,
+//! `node_modules/.bin/*`) are stored as links; a link leading out of the project is refused, as
+//! the node refuses it too (it could expose the host's files).
 
 use anyhow::{anyhow, bail, Context, Result};
 use globset::{GlobBuilder, GlobMatcher};
@@ -159,14 +161,17 @@ pub struct FileEntry {
     pub size: u64,
     /// Modification time in ns since the epoch (0 when the platform cannot say).
     pub mtime_ns: u128,
+    /// For a symlink, its target as written (relative, inside the project).
+    pub link: Option<String>,
 }
 
 /// Walks `root` and returns the files the package would hold, sorted by path.
-/// Symlinks are followed (their targets are packaged); dangling ones are skipped.
+/// Symlinks inside the project are kept as links (not followed); dangling ones are skipped;
+/// one leading out of the project is an error naming it.
 pub fn select_files(root: &Path, selector: &Selector) -> Result<Vec<FileEntry>> {
     let mut files = Vec::new();
     let walker = WalkDir::new(root)
-        .follow_links(true)
+        .follow_links(false)
         .min_depth(1)
         .sort_by_file_name()
         .into_iter()
@@ -181,17 +186,13 @@ pub fn select_files(root: &Path, selector: &Selector) -> Result<Vec<FileEntry>> 
             }
         });
     for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) if is_dangling_symlink(&err) => continue,
-            Err(err) => {
-                let path = err
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                return Err(anyhow!(err)).with_context(|| format!("cannot read {path}"));
-            }
-        };
+        let entry = entry.map_err(|err| {
+            let path = err
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            anyhow!(err).context(format!("cannot read {path}"))
+        })?;
         if entry.file_type().is_dir() {
             continue;
         }
@@ -202,24 +203,69 @@ pub fn select_files(root: &Path, selector: &Selector) -> Result<Vec<FileEntry>> 
         let metadata = entry
             .metadata()
             .with_context(|| format!("cannot read {}", entry.path().display()))?;
-        if !metadata.is_file() {
+        let link = if metadata.file_type().is_symlink() {
+            if std::fs::metadata(entry.path()).is_err() {
+                // Dangling (an editor's lock file, say): nothing to ship.
+                continue;
+            }
+            Some(link_target(&rel, entry.path())?)
+        } else if metadata.is_file() {
+            None
+        } else {
             // Sockets, fifos and devices cannot be shipped.
             continue;
-        }
+        };
         files.push(FileEntry {
             rel,
             abs: entry.path().to_path_buf(),
-            mode: mode_of(&metadata),
+            mode: if link.is_some() {
+                0o777
+            } else {
+                mode_of(&metadata)
+            },
             size: metadata.len(),
             mtime_ns: metadata
                 .modified()
                 .ok()
                 .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |age| age.as_nanos()),
+            link,
         });
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(files)
+}
+
+/// The target of the symlink at `rel`, when it stays inside the project: relative, and
+/// resolved against the link's own directory never above the project root. The node checks
+/// the same (and follows chains of links) when it unpacks.
+fn link_target(rel: &str, path: &Path) -> Result<String> {
+    let target = std::fs::read_link(path)
+        .with_context(|| format!("cannot read the symlink {}", path.display()))?;
+    let target = target.to_str().ok_or_else(|| {
+        anyhow!(
+            "{}: symlink targets must be valid UTF-8 to be packaged",
+            path.display()
+        )
+    })?;
+    let mut depth = rel.split('/').count() - 1;
+    let mut inside = !target.starts_with('/') && !target.is_empty();
+    for segment in target.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => inside = false,
+            },
+            _ => depth += 1,
+        }
+    }
+    if !inside {
+        bail!(
+            "package entry `{rel}` is a symlink to `{target}`, outside the package; packages may only link inside themselves (copy what it points to into the project, or exclude it with `!{rel}` in package.patterns)"
+        );
+    }
+    Ok(target.to_string())
 }
 
 fn relative(root: &Path, path: &Path) -> Result<String> {
@@ -231,12 +277,6 @@ fn relative(root: &Path, path: &Path) -> Result<String> {
         )
     })?;
     Ok(rel.replace('\\', "/"))
-}
-
-fn is_dangling_symlink(err: &walkdir::Error) -> bool {
-    let Some(path) = err.path() else { return false };
-    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    is_link && std::fs::metadata(path).is_err()
 }
 
 #[cfg(unix)]
@@ -299,6 +339,12 @@ pub fn build(files: &[FileEntry], progress: &ProgressBar) -> Result<Package> {
             .last_modified_time(DateTime::default())
             .unix_permissions(file.mode)
             .large_file(file.size >= u64::from(u32::MAX));
+        if let Some(target) = &file.link {
+            zip.add_symlink(file.rel.as_str(), target, options)
+                .with_context(|| format!("cannot add {} to the package", file.rel))?;
+            progress.inc(1);
+            continue;
+        }
         zip.start_file(file.rel.as_str(), options)
             .with_context(|| format!("cannot add {} to the package", file.rel))?;
         let mut source =
@@ -566,11 +612,51 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn symlinks_are_followed_and_dangling_ones_skipped() {
-        let dir = project(&["real/file.php"]);
-        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("linked")).unwrap();
+    fn links_inside_are_kept_as_links_and_dangling_ones_skipped() {
+        let dir = project(&["real/file.php", "vendor/pkg/bin/tool"]);
+        std::os::unix::fs::symlink("real", dir.path().join("linked")).unwrap();
+        std::fs::create_dir(dir.path().join("vendor/bin")).unwrap();
+        std::os::unix::fs::symlink("../pkg/bin/tool", dir.path().join("vendor/bin/tool")).unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join(".#lock")).unwrap();
-        let files = selected(dir.path(), &[], &[]);
-        assert_eq!(files, vec!["linked/file.php", "real/file.php"]);
+        let selector = Selector::new(dir.path(), &[], &[]).unwrap();
+        let files = select_files(dir.path(), &selector).unwrap();
+        let names: Vec<(&str, Option<&str>)> = files
+            .iter()
+            .map(|f| (f.rel.as_str(), f.link.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("linked", Some("real")),
+                ("real/file.php", None),
+                ("vendor/bin/tool", Some("../pkg/bin/tool")),
+                ("vendor/pkg/bin/tool", None),
+            ]
+        );
+        let package = build(&files, &ProgressBar::hidden()).unwrap();
+        let mut archive = zip::ZipArchive::new(package.file.reopen().unwrap()).unwrap();
+        let mut link = archive.by_name("vendor/bin/tool").unwrap();
+        assert!(link.is_symlink());
+        let mut target = String::new();
+        link.read_to_string(&mut target).unwrap();
+        assert_eq!(target, "../pkg/bin/tool");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_leading_out_of_the_project_are_refused() {
+        for target in ["/etc", "../.."] {
+            let dir = project(&["public/index.php"]);
+            std::os::unix::fs::symlink(target, dir.path().join("public/sym")).unwrap();
+            let selector = Selector::new(dir.path(), &[], &[]).unwrap();
+            let err = select_files(dir.path(), &selector).unwrap_err();
+            let message = format!("{err:#}");
+            assert!(
+                message.contains(&format!(
+                    "package entry `public/sym` is a symlink to `{target}`, outside the package"
+                )),
+                "{message}"
+            );
+        }
     }
 }

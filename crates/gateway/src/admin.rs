@@ -29,6 +29,12 @@ pub async fn load_or_create_token(
     let path = data_dir.join("admin.token");
     if let Ok(existing) = tokio::fs::read_to_string(&path).await {
         if !existing.trim().is_empty() {
+            // An operator may have copied it in with a looser mode: only the node reads it.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = tokio::fs::metadata(&path).await?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).await?;
+            }
             return Ok(existing.trim().to_string());
         }
     }
@@ -177,13 +183,15 @@ pub async fn upload_package(
 }
 
 async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, GatewayError> {
-    let internal =
-        |e: std::io::Error| GatewayError::Internal(format!("cannot store the package: {e}"));
     let final_path = state.control.package_path(sha);
+    let internal = |e: std::io::Error| crate::package::disk_error("cannot store", &final_path, &e);
     let tmp = final_path.with_extension(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    // Stored entries plus their headers: the limit unpacked, plus room for 100,000 headers.
+    let limits = state.control.package_limits;
+    let max_upload = limits.max_unpacked_bytes.saturating_add(16 * 1024 * 1024);
     let mut stream = body.into_data_stream();
     let result: Result<(), GatewayError> = async {
         while let Some(chunk) = stream.next().await {
@@ -191,6 +199,13 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
                 chunk.map_err(|e| GatewayError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
+            if size > max_upload {
+                return Err(GatewayError::BadRequest(format!(
+                    "package upload is over {}; the limit is {} unpacked (a zip is never much larger than its contents), set with --max-package-mb",
+                    crate::package::human_size(max_upload),
+                    crate::package::human_size(limits.max_unpacked_bytes)
+                )));
+            }
             file.write_all(&chunk).await.map_err(internal)?;
         }
         file.sync_all().await.map_err(internal)?;

@@ -40,6 +40,8 @@ pub struct ControlPlane {
     pub socket_dir: PathBuf,
     /// How instances are isolated (set with [`ControlPlane::with_sandbox`]).
     pub sandbox: Arc<tusk_sandbox::Sandbox>,
+    /// What an unpacked package may hold (set with [`ControlPlane::with_package_limits`]).
+    pub package_limits: crate::package::Limits,
     /// One deploy at a time keeps version numbers and route checks simple.
     deploy_lock: tokio::sync::Mutex<()>,
     /// What deploys may use beyond AWS's rules (set with [`ControlPlane::with_validation`]).
@@ -100,6 +102,7 @@ impl ControlPlane {
             limits,
             logs,
             sandbox: Arc::new(tusk_sandbox::Sandbox::off()),
+            package_limits: crate::package::Limits::default(),
             deploy_lock: tokio::sync::Mutex::new(()),
             validation: tusk_manifest::ValidateOptions::default(),
         }
@@ -114,6 +117,12 @@ impl ControlPlane {
     /// Runs every instance in `sandbox` (the node's, from `tusk_sandbox::Sandbox::init`).
     pub fn with_sandbox(mut self, sandbox: Arc<tusk_sandbox::Sandbox>) -> ControlPlane {
         self.sandbox = sandbox;
+        self
+    }
+
+    /// Limits packages to `limits` when unpacked (`--max-package-mb`).
+    pub fn with_package_limits(mut self, limits: crate::package::Limits) -> ControlPlane {
+        self.package_limits = limits;
         self
     }
 
@@ -192,10 +201,11 @@ impl ControlPlane {
         if tokio::fs::metadata(&dir).await.is_err() {
             let zip_path = self.package_path(sha);
             let target = dir.clone();
-            blocking(move || crate::package::unpack(&zip_path, &target)).await?;
+            let limits = self.package_limits;
+            blocking(move || crate::package::unpack(&zip_path, &target, &limits)).await?;
         }
-        // Sandboxed instances run as an unprivileged uid: the package root (unpacked in a
-        // 0700 staging directory) must be world-readable, as on Lambda.
+        // Sandboxed instances run as an unprivileged uid: the package root must be
+        // world-readable, as on Lambda (packages unpacked by older nodes may not be).
         if let Ok(meta) = tokio::fs::metadata(&dir).await {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode();
@@ -547,6 +557,7 @@ impl ControlPlane {
                     }
                 }
                 _ => {
+                    check_handler_path(f)?;
                     // A class-name handler (App\Handler) resolves through Composer's autoloader.
                     let is_file = f.handler.ends_with(".php") || f.kind == RuntimeKind::PhpFpm;
                     if is_file
@@ -558,6 +569,9 @@ impl ControlPlane {
                             "function {}: handler `{}` is not in the package; check the path (relative to serverless.yml) and package.patterns",
                             f.name, f.handler
                         )));
+                    }
+                    if is_file {
+                        check_handler_location(f, code_dir).await?;
                     }
                 }
             }
@@ -656,6 +670,50 @@ impl ControlPlane {
         }
         out
     }
+}
+
+fn handler_error(f: &FunctionSpec, why: &str) -> GatewayError {
+    GatewayError::BadRequest(format!(
+        "function {}: handler `{}` {why}; a handler is a path inside the package, relative to serverless.yml",
+        f.name,
+        f.handler.escape_debug()
+    ))
+}
+
+/// A PHP handler is a relative path without `..`: the node, not only the CLI, keeps the
+/// document root and the scripts PHP runs inside the package.
+fn check_handler_path(f: &FunctionSpec) -> Result<(), GatewayError> {
+    if f.handler.contains('\0') {
+        return Err(handler_error(f, "contains a NUL byte"));
+    }
+    let path = Path::new(&f.handler);
+    if path.has_root() {
+        return Err(handler_error(f, "is an absolute path"));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(handler_error(f, "contains `..`"));
+    }
+    Ok(())
+}
+
+/// The handler's real location (after symlinks) is inside the code directory.
+async fn check_handler_location(f: &FunctionSpec, code_dir: &Path) -> Result<(), GatewayError> {
+    let root = tokio::fs::canonicalize(code_dir)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("{}: {e}", code_dir.display())))?;
+    let real = tokio::fs::canonicalize(code_dir.join(&f.handler))
+        .await
+        .map_err(|_| handler_error(f, "cannot be resolved inside the package"))?;
+    if !real.starts_with(&root) {
+        return Err(handler_error(
+            f,
+            "leads outside the package through a symlink",
+        ));
+    }
+    Ok(())
 }
 
 pub fn is_sha256(s: &str) -> bool {

@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub public_metrics: bool,
     /// Accept `rate(N seconds)` schedules (`--allow-second-schedules`, tests only).
     pub allow_second_schedules: bool,
+    /// Largest package accepted, in MB unpacked (Lambda's limit: 250).
+    pub max_package_mb: u64,
 }
 
 impl NodeConfig {
@@ -99,6 +101,7 @@ impl NodeConfig {
             advertise_url: None,
             public_metrics: false,
             allow_second_schedules: false,
+            max_package_mb: 250,
         }
     }
 }
@@ -168,6 +171,30 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let data_dir = tokio::fs::canonicalize(&config.data_dir)
         .await
         .map_err(startup("cannot resolve the data directory"))?;
+    // tusk.db holds environment values and admin.token the keys to the node: only the node's
+    // user may look inside, whatever mode an earlier start or the operator left.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(startup(
+                "cannot restrict the data directory to mode 0700 (is it owned by the node's user?)",
+            ))?;
+        // An unpack cut short by a crash leaves its staging directory behind.
+        if let Ok(mut entries) = tokio::fs::read_dir(data_dir.join("code")).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                if entry.file_name().to_string_lossy().starts_with(".unpack-") {
+                    let _ = tokio::fs::remove_dir_all(entry.path()).await;
+                }
+            }
+        }
+        // Whatever the umask: packages and code are written by the node only.
+        for sub in ["packages", "code"] {
+            tokio::fs::set_permissions(data_dir.join(sub), std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(startup("cannot set the mode of the package directories"))?;
+        }
+    }
     let sockets = control::socket_dir(&data_dir);
     tokio::fs::create_dir_all(&sockets)
         .await
@@ -277,6 +304,10 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     .with_sandbox(sandbox.clone())
     .with_validation(tusk_manifest::ValidateOptions {
         allow_second_schedules: config.allow_second_schedules,
+    })
+    .with_package_limits(package::Limits {
+        max_unpacked_bytes: config.max_package_mb.max(1).saturating_mul(1024 * 1024),
+        ..package::Limits::default()
     });
     let state = Arc::new(AppState {
         control,

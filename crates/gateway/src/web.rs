@@ -19,30 +19,44 @@ pub struct WebRequest<'a> {
     pub request_id: &'a str,
 }
 
-/// The front controller's directory is the document root (`public/index.php` → `public/`),
-/// on the host (for static files).
-pub fn document_root(spec: &LaunchSpec) -> (PathBuf, String) {
-    document_root_under(spec, &spec.code_dir)
-}
-
 /// The document root as PHP sees it: under the instance's task root (`/var/task` when
 /// sandboxed).
 fn php_document_root(spec: &LaunchSpec) -> (PathBuf, String) {
     document_root_under(spec, &spec.task_root())
 }
 
+/// The front controller's directory is the document root (`public/index.php` → `public/`),
+/// under `base`.
 fn document_root_under(spec: &LaunchSpec, base: &Path) -> (PathBuf, String) {
     let handler = Path::new(&spec.handler);
     let script = handler
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "index.php".into());
-    let dir = handler.parent().unwrap_or(Path::new(""));
+    // Only plain names: the node refuses absolute or `..` handlers at deploy, and a record
+    // stored before that check must not move the document root out of the package either.
+    let dir: PathBuf = handler
+        .parent()
+        .unwrap_or(Path::new(""))
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
     (base.join(dir), script)
 }
 
-/// A file under the document root for `path`, when one exists and is not PHP source.
-pub async fn static_file(spec: &LaunchSpec, path: &str) -> Option<PathBuf> {
+/// A static file read for serving, and its name (for the content type).
+pub struct StaticFile {
+    body: Bytes,
+    name: PathBuf,
+}
+
+/// The file under the document root for `path`, when one exists, is not PHP source and could
+/// be read by an instance: opened beneath the package root so no symlink leads out of the
+/// package, a regular file, world-readable.
+pub async fn static_file(spec: &LaunchSpec, path: &str) -> Option<StaticFile> {
     if path.ends_with('/') {
         return None;
     }
@@ -63,24 +77,28 @@ pub async fn static_file(spec: &LaunchSpec, path: &str) -> Option<PathBuf> {
     {
         return None;
     }
-    let (root, _) = document_root(spec);
-    let full = root.join(rel);
-    let meta = tokio::fs::metadata(&full).await.ok()?;
-    meta.is_file().then_some(full)
+    let (root, _) = document_root_under(spec, Path::new(""));
+    let rel = root.join(rel);
+    let code_dir = spec.code_dir.clone();
+    // Open, check and read in one blocking task: one hop to the blocking pool per request.
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = beneath::open_file(&code_dir, &rel).ok()?;
+        let mut body = Vec::new();
+        file.read_to_end(&mut body).ok()?;
+        Some(StaticFile {
+            body: Bytes::from(body),
+            name: rel,
+        })
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
-pub async fn serve_static(path: &Path, method: &str, headers: &HeaderMap) -> HttpResponse {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let body = match tokio::fs::read(path).await {
-        Ok(b) => Bytes::from(b),
-        Err(_) => {
-            return HttpResponse {
-                status: StatusCode::NOT_FOUND,
-                headers: vec![],
-                body: Bytes::from_static(b"Not Found"),
-            }
-        }
-    };
+pub async fn serve_static(file: &StaticFile, method: &str, headers: &HeaderMap) -> HttpResponse {
+    let mime = mime_guess::from_path(&file.name).first_or_octet_stream();
+    let body = file.body.clone();
     let etag = format!("\"{:x}-{:x}\"", body.len(), fxhash(&body));
     let mut out = vec![(
         http::header::CONTENT_TYPE,
@@ -105,6 +123,182 @@ pub async fn serve_static(path: &Path, method: &str, headers: &HeaderMap) -> Htt
         } else {
             body
         },
+    }
+}
+
+/// Opening files so that no path component, symlinks included, leads out of a directory.
+mod beneath {
+    use std::ffi::CString;
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Component, Path};
+
+    /// Opens `rel` under `root` read-only: a regular file, readable by others (what an
+    /// instance, running as an unprivileged uid, could read too).
+    pub fn open_file(root: &Path, rel: &Path) -> io::Result<std::fs::File> {
+        let root_fd = open_dir(root)?;
+        let fd = match openat2_beneath(&root_fd, rel) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => walk_nofollow(&root_fd, rel)?,
+            other => other?,
+        };
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        use std::os::unix::fs::PermissionsExt;
+        if !meta.is_file() || meta.permissions().mode() & 0o004 == 0 {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        Ok(file)
+    }
+
+    fn cstr(p: &[u8]) -> io::Result<CString> {
+        CString::new(p).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by a successful open and is owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn open_dir(root: &Path) -> io::Result<OwnedFd> {
+        let path = cstr(root.as_os_str().as_bytes())?;
+        // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        owned(fd)
+    }
+
+    /// `openat2` with RESOLVE_BENEATH: `..`, absolute symlinks and links leading out of
+    /// `root` fail with EXDEV; magic links (/proc/self/fd/...) are refused too.
+    fn openat2_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+        let path = cstr(rel.as_os_str().as_bytes())?;
+        // SAFETY: `open_how` is plain data; all-zero is a valid value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: `path` and `how` live across the call; the size passed is `how`'s own.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        owned(fd as libc::c_int)
+    }
+
+    /// Kernels before 5.6: one component at a time, never following a symlink.
+    fn walk_nofollow(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+        let parts: Vec<&std::ffi::OsStr> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n),
+                _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+            })
+            .collect::<io::Result<_>>()?;
+        let Some((last, dirs)) = parts.split_last() else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let mut dir: Option<OwnedFd> = None;
+        for name in dirs {
+            let at = dir.as_ref().unwrap_or(root).as_raw_fd();
+            let c = cstr(name.as_bytes())?;
+            // SAFETY: `at` is an open directory fd and `c` a valid C string.
+            let fd = unsafe {
+                libc::openat(
+                    at,
+                    c.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            dir = Some(owned(fd)?);
+        }
+        let at = dir.as_ref().unwrap_or(root).as_raw_fd();
+        let c = cstr(last.as_bytes())?;
+        // SAFETY: as above.
+        let fd = unsafe {
+            libc::openat(
+                at,
+                c.as_ptr(),
+                libc::O_RDONLY
+                    | libc::O_NOFOLLOW
+                    | libc::O_CLOEXEC
+                    | libc::O_NONBLOCK
+                    | libc::O_NOCTTY,
+            )
+        };
+        owned(fd)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::os::unix::fs::{symlink, PermissionsExt};
+
+        fn tree() -> tempfile::TempDir {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("pkg");
+            std::fs::create_dir_all(root.join("public/css")).unwrap();
+            std::fs::write(root.join("public/css/a.css"), "a").unwrap();
+            std::fs::write(root.join("styles.css"), "s").unwrap();
+            std::fs::write(dir.path().join("secret"), "host").unwrap();
+            for f in ["public/css/a.css", "styles.css"] {
+                std::fs::set_permissions(root.join(f), std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+            }
+            symlink("../styles.css", root.join("public/in.css")).unwrap();
+            symlink("../../secret", root.join("public/out")).unwrap();
+            symlink("/", root.join("public/root")).unwrap();
+            dir
+        }
+
+        #[test]
+        fn openat2_stays_beneath_the_root() {
+            let dir = tree();
+            let root = dir.path().join("pkg");
+            let fd = open_dir(&root).unwrap();
+            assert!(open_file(&root, Path::new("public/css/a.css")).is_ok());
+            assert!(open_file(&root, Path::new("public/in.css")).is_ok());
+            for bad in [
+                "public/out",
+                "public/root/etc/passwd",
+                "../secret",
+                "public/css",
+            ] {
+                assert!(open_file(&root, Path::new(bad)).is_err(), "{bad}");
+            }
+            // The fallback never follows a link at all.
+            assert!(walk_nofollow(&fd, Path::new("public/css/a.css")).is_ok());
+            for bad in [
+                "public/in.css",
+                "public/out",
+                "public/root/etc/passwd",
+                "../secret",
+            ] {
+                assert!(walk_nofollow(&fd, Path::new(bad)).is_err(), "{bad}");
+            }
+        }
+
+        #[test]
+        fn only_world_readable_files_are_served() {
+            let dir = tree();
+            let root = dir.path().join("pkg");
+            std::fs::set_permissions(
+                root.join("styles.css"),
+                std::fs::Permissions::from_mode(0o640),
+            )
+            .unwrap();
+            assert!(open_file(&root, Path::new("styles.css")).is_err());
+        }
     }
 }
 

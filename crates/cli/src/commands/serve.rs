@@ -91,6 +91,9 @@ pub struct Args {
     /// want to see several ticks quickly. Production nodes refuse them, as AWS does.
     #[arg(long)]
     pub allow_second_schedules: bool,
+    /// Largest package a deploy may upload, in MB once unpacked (Lambda's limit is 250).
+    #[arg(long, default_value_t = 250, value_name = "MB")]
+    pub max_package_mb: u64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -119,6 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.advertise_url = args.advertise_url;
     config.public_metrics = args.public_metrics;
     config.allow_second_schedules = args.allow_second_schedules;
+    config.max_package_mb = args.max_package_mb;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
