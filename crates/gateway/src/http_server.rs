@@ -177,6 +177,18 @@ fn to_response(r: HttpResponse) -> Response {
     resp
 }
 
+/// A function's result as API Gateway would answer it; a result that is no valid HTTP
+/// response is a 502 and a log line saying why.
+fn result_response(function: &str, payload: Payload, result: &[u8]) -> Response {
+    match apigw::response_from_result(payload, result) {
+        Ok(r) => to_response(r),
+        Err(why) => {
+            tracing::warn!(%function, error = %why, "bad API Gateway result: answered 502");
+            gateway_message(StatusCode::BAD_GATEWAY, "Internal server error")
+        }
+    }
+}
+
 fn gateway_message(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "message": message }))
 }
@@ -345,14 +357,17 @@ async fn user_route(
                         })
                     }
                     Err(e) => {
-                        tracing::warn!(function = %route.function, error = %e, "bad CGI response");
+                        tracing::warn!(function = %route.function, error = %e, "bad CGI response: answered 502");
                         gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
                     }
                 },
                 WebOutcome::Timeout => {
                     gateway_message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
                 }
-                WebOutcome::Crashed(_) => gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+                WebOutcome::Crashed(why) => {
+                    tracing::warn!(function = %route.function, error = %why, "the PHP worker failed: answered 502");
+                    gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                }
             },
             Err(AcquireError::Throttled) => {
                 gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
@@ -406,7 +421,7 @@ async fn user_route(
                         }
                     }
                 } else {
-                    to_response(apigw::response_from_result(route.payload, &answer.body))
+                    result_response(&route.function, route.payload, &answer.body)
                 };
                 if let Some(by) = served_by {
                     r.headers_mut().insert("x-tusk-served-by", by);
@@ -423,7 +438,7 @@ async fn user_route(
     }
     match pool.invoke(payload, None).await {
         Ok(result) => match result.result {
-            Ok(out) => to_response(apigw::response_from_result(route.payload, &out)),
+            Ok(out) => result_response(&route.function, route.payload, &out),
             Err(_) => match route.payload {
                 Payload::V2 => {
                     gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
