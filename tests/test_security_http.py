@@ -267,3 +267,293 @@ def test_huge_web_response_is_cut_at_the_cap_not_buffered(web_node):
     # Up to the cap is fine.
     r = requests.get(web_node.url + "/huge?mb=10", timeout=60)
     assert r.status_code == 200 and len(r.content) == 10 * 1048576
+
+
+# --- 3. request bodies only after authentication -------------------------------------------
+
+SIXTEEN_MB = 16 * 1024 * 1024
+
+
+def _post_head(node, path, extra=""):
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {SIXTEEN_MB}\r\n{extra}\r\n"
+    ).encode()
+
+
+class PeakRss:
+    """Samples the node's RSS in the background; `peak_growth_mb` after `stop`."""
+
+    def __init__(self, pid):
+        self.pid, self.base, self.peak, self.done = pid, rss_kb(pid), 0, False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.done:
+            self.peak = max(self.peak, rss_kb(self.pid))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.done = True
+        self.t.join()
+        return (self.peak - self.base) / 1024
+
+
+def _status_of(data):
+    m = re.match(rb"HTTP/1\.1 (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def test_unauthenticated_uploads_are_refused_before_their_body(web_node):
+    chunk = b"x" * (1024 * 1024)
+
+    def one(auth):
+        with socket.create_connection(("127.0.0.1", web_node.port), timeout=10) as s:
+            s.sendall(_post_head(web_node, "/_tusk/deployments", auth))
+            # The node must answer without waiting for the 16 MB announced.
+            started = time.time()
+            data = s.recv(4096)
+            took = time.time() - started
+            try:
+                s.sendall(chunk)  # and it does not read them afterwards either
+            except OSError:
+                pass
+            return _status_of(data), took
+
+    peak = PeakRss(web_node.proc.pid)
+    results = []
+    lock = threading.Lock()
+
+    def worker(i):
+        auth = ["", "Authorization: Bearer wrong\r\n", "Authorization: Basic eDp5\r\n"][i % 3]
+        r = one(auth)
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grew = peak.stop()
+    statuses = sorted({s for s, _ in results})
+    assert statuses and set(statuses) <= {401, 403}, statuses
+    assert max(t for _, t in results) < 3
+    assert grew < 100, f"node RSS grew {grew:.0f} MB"
+
+
+def test_bogus_signed_uploads_are_read_under_a_budget(web_node):
+    """A SigV4 header with the public access key id and a fresh date passes the pre-check, so
+    its body is read before the signature fails: only 64 MB of such bodies at once."""
+    date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    auth = (
+        f"X-Amz-Date: {date}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=tusk/{date[:8]}/us-east-1/lambda/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}\r\n"
+    )
+    body = b"x" * SIXTEEN_MB
+    results = []
+    lock = threading.Lock()
+
+    def worker():
+        with socket.create_connection(("127.0.0.1", web_node.port), timeout=30) as s:
+            s.sendall(_post_head(web_node, "/_tusk/deployments", auth))
+            s.settimeout(1.5)
+            try:
+                data = s.recv(4096)  # refused at once when over the budget
+            except socket.timeout:
+                s.settimeout(30)
+                s.sendall(body)
+                data = s.recv(4096)
+        with lock:
+            results.append(_status_of(data))
+
+    peak = PeakRss(web_node.proc.pid)
+    threads = [threading.Thread(target=worker) for _ in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grew = peak.stop()
+    assert results.count(429) >= 40, results
+    assert set(results) <= {403, 429}, results
+    assert 403 in results  # read, then the signature failed
+    assert grew < 100, f"node RSS grew {grew:.0f} MB"
+    # An honest caller still gets in.
+    r = requests.get(web_node.url + "/_tusk/functions", headers=web_node.auth(), timeout=10)
+    assert r.status_code == 200
+
+
+# --- 4. connections -------------------------------------------------------------------------
+
+class LimitedNode(Node):
+    """A node started with a low soft open-file limit (as `ulimit -Sn 1024` would)."""
+
+    def __init__(self, *a, nofile=None, **kw):
+        super().__init__(*a, **kw)
+        self.nofile = nofile
+
+    def start(self):
+        import resource
+        import subprocess as sp
+
+        real_popen = sp.Popen
+        nofile = self.nofile
+
+        def limited(*a, **kw):
+            def pre():
+                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+            return real_popen(*a, preexec_fn=pre, **kw)
+
+        sp.Popen = limited
+        try:
+            return super().start()
+        finally:
+            sp.Popen = real_popen
+
+
+def _open_idle(port, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        socks.append(s)
+    return socks
+
+
+def _raise_own_nofile(need):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= need
+
+
+def test_health_answers_with_1100_idle_connections_under_ulimit_1024(tmp_path):
+    import resource
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4096 or not _raise_own_nofile(4096):
+        pytest.skip("the hard open-file limit is too low to open 1,100 connections")
+    n = LimitedNode(tmp_path / "data", nofile=1024).start()
+    socks = []
+    try:
+        assert "raised the open file limit" in log_text(n)
+        socks = _open_idle(n.port, 1100)
+        time.sleep(0.5)
+        r = requests.get(n.url + "/_tusk/health", timeout=5)
+        assert r.status_code == 200
+        # The idle ones are still being served, not dropped.
+        raw = raw_get(socks[-1], n.port, "/_tusk/health")
+        assert raw[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+        n.stop()
+
+
+def test_connection_cap_keeps_health_answerable(tmp_path):
+    assert _raise_own_nofile(1024)
+    n = Node(tmp_path / "data", extra_args=["--max-connections", "50"]).start()
+    socks = []
+    try:
+        socks = _open_idle(n.port, 50)
+        time.sleep(0.3)
+        # Over the cap: health still answers, other requests get 503 and a close.
+        r = requests.get(n.url + "/_tusk/health", timeout=5)
+        assert r.status_code == 200
+        r = requests.get(n.url + "/_tusk/functions", headers=n.auth(), timeout=5)
+        assert r.status_code == 503 and "connection limit" in r.text
+        # A flood far over the cap (and over the reserve) is closed, not queued.
+        extra = _open_idle(n.port, 100)
+        socks += extra
+        time.sleep(0.5)
+        closed = 0
+        for s in extra:
+            s.settimeout(0.05)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except (socket.timeout, ConnectionResetError):
+                pass
+        assert closed >= 50, closed
+        # Freed slots are served again.
+        for s in socks[:50]:
+            s.close()
+        time.sleep(0.5)
+        r = requests.get(n.url + "/_tusk/functions", headers=n.auth(), timeout=5)
+        assert r.status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+        n.stop()
+
+
+@pytest.fixture(scope="module")
+def quick_node(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sec-timeouts")
+    n = Node(root / "data", extra_args=[
+        "--header-read-timeout", "2", "--keepalive-timeout", "3", "--body-timeout", "2",
+    ]).start()
+    n.deploy(write_project(root / "web", WEB_APP))
+    yield n
+    n.stop()
+
+
+def _closed_after(sock, limit):
+    """Seconds until the node closes `sock` (reading and discarding what it sends)."""
+    started = time.time()
+    sock.settimeout(limit)
+    try:
+        while sock.recv(4096):
+            pass
+    except (socket.timeout, ConnectionResetError):
+        return None if time.time() - started >= limit else time.time() - started
+    return time.time() - started
+
+
+def test_idle_connection_is_closed_after_the_header_timeout(quick_node):
+    with socket.create_connection(("127.0.0.1", quick_node.port)) as s:
+        took = _closed_after(s, 10)
+    assert took is not None and 1.5 < took < 5, took
+
+
+def test_slow_loris_is_closed_after_the_header_timeout(quick_node):
+    head = f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: {'a' * 100}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", quick_node.port)) as s:
+        started = time.time()
+        closed = False
+        for b in head:
+            try:
+                s.sendall(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            time.sleep(0.1)
+            if time.time() - started > 8:
+                break
+        took = time.time() - started
+        if not closed:
+            closed = _closed_after(s, 2) is not None
+    assert closed and took < 6, (closed, took)
+
+
+def test_kept_alive_connection_is_closed_after_the_keepalive_timeout(quick_node):
+    with socket.create_connection(("127.0.0.1", quick_node.port), timeout=10) as s:
+        assert raw_get(s, quick_node.port, "/")[2] == b"real"
+        # Idle longer than the header timeout but within the keep-alive one: still open.
+        time.sleep(2.5)
+        assert raw_get(s, quick_node.port, "/")[2] == b"real"
+        took = _closed_after(s, 10)
+    assert took is not None and 2.5 < took < 6, took
+
+
+@pytest.mark.parametrize("path", ["/form", "/_tusk/deployments"])
+def test_stalled_body_gets_408(quick_node, path):
+    auth = f"Authorization: Bearer {quick_node.token}\r\n" if path.startswith("/_tusk") else ""
+    with socket.create_connection(("127.0.0.1", quick_node.port), timeout=10) as s:
+        s.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\":".encode()
+        )
+        started = time.time()
+        status = _status_of(s.recv(4096))
+        took = time.time() - started
+    assert status == 408 and 1.5 < took < 5, (status, took)

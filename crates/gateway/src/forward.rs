@@ -20,6 +20,9 @@ pub const FORWARD_TOKEN_HEADER: &str = "x-tusk-forward-token";
 /// A forwarded web request: the client's address as the first node saw it.
 pub const FORWARDED_FOR_HEADER: &str = "x-tusk-forwarded-for";
 
+/// Most of a forwarded answer the node holds: a web response's cap plus room for its headers.
+const MAX_FORWARDED_BODY: usize = tusk_instance::MAX_WEB_RESPONSE_BYTES + 1024 * 1024;
+
 /// Headers that describe one connection rather than the request or response (and the length,
 /// which the body sets again).
 const HOP_BY_HOP: [&str; 8] = [
@@ -156,7 +159,8 @@ async fn send(
             .await
             .map_err(|e| ForwardError::Lost(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = body
+        // A peer never sends more than a web response may hold; stop reading a bigger one.
+        let body = http_body_util::Limited::new(body, MAX_FORWARDED_BODY)
             .collect()
             .await
             .map_err(|e| ForwardError::Lost(e.to_string()))?
