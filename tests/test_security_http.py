@@ -62,6 +62,10 @@ switch ($path) {
         $mb = str_repeat('x', 1048576);
         for ($i = 0; $i < (int)($_GET['mb'] ?? 200); $i++) { echo $mb; }
         break;
+    case '/sleep':
+        sleep(2);
+        echo 'slept';
+        break;
     default:
         header('Content-Type: text/plain');
         echo 'real';
@@ -557,3 +561,29 @@ def test_stalled_body_gets_408(quick_node, path):
         status = _status_of(s.recv(4096))
         took = time.time() - started
     assert status == 408 and 1.5 < took < 5, (status, took)
+
+
+def test_sigterm_finishes_requests_in_flight_and_closes_idle_connections(tmp_path):
+    n = Node(tmp_path / "data").start()
+    n.deploy(write_project(tmp_path / "web", WEB_APP))
+    idle = _open_idle(n.port, 5)
+    kept = socket.create_connection(("127.0.0.1", n.port), timeout=10)
+    assert raw_get(kept, n.port, "/")[2] == b"real"
+    result = {}
+
+    def slow():
+        result["r"] = requests.get(n.url + "/sleep", timeout=30)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.7)
+    started = time.time()
+    n.proc.send_signal(15)
+    t.join()
+    assert result["r"].status_code == 200 and result["r"].text == "slept"
+    # Idle and kept-alive connections do not hold the node up.
+    n.proc.wait(timeout=15)
+    assert time.time() - started < 10
+    assert _closed_after(kept, 5) is not None
+    for s in idle + [kept]:
+        s.close()

@@ -99,13 +99,27 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    /// A response still being written to a slow reader is no idle connection: the
+    /// keep-alive time counts from the last byte written.
+    fn wrote(&self, r: &Poll<std::io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0)
+            && self.clock.phase.load(Ordering::Relaxed) == IDLE
+        {
+            self.clock.set(IDLE);
+        }
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&r);
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -118,7 +132,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&r);
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -299,7 +315,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
                 to = raised.rlim_cur,
                 "raised the open file limit (RLIMIT_NOFILE) to its hard limit"
             );
-            return Some(raised.rlim_cur as u64);
+            return Some(raised.rlim_cur);
         }
         tracing::warn!(
             soft = before,
@@ -307,7 +323,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
             "cannot raise the open file limit"
         );
     }
-    Some(before as u64)
+    Some(before)
 }
 
 /// The connection cap when none is given: 10,000, or what the open-file limit leaves after
