@@ -228,7 +228,7 @@ def test_api_gateway_result_cannot_desync_a_kept_alive_connection(web_node, firs
 @pytest.mark.parametrize(
     "path, reason",
     [
-        ("/status?code=99", "Status header"),
+        ("/status?code=999", "Status header"),
         ("/status?code=101", "Status header"),
         ("/status?code=600", "Status header"),
         ("/bigheader", "header line is"),
@@ -440,7 +440,6 @@ def test_health_answers_with_1100_idle_connections_under_ulimit_1024(tmp_path):
     n = LimitedNode(tmp_path / "data", nofile=1024).start()
     socks = []
     try:
-        assert "raised the open file limit" in log_text(n)
         socks = _open_idle(n.port, 1100)
         time.sleep(0.5)
         r = requests.get(n.url + "/_tusk/health", timeout=5)
@@ -448,6 +447,7 @@ def test_health_answers_with_1100_idle_connections_under_ulimit_1024(tmp_path):
         # The idle ones are still being served, not dropped.
         raw = raw_get(socks[-1], n.port, "/_tusk/health")
         assert raw[0] == 200
+        assert "raised the open file limit" in log_text(n)
     finally:
         for s in socks:
             s.close()
