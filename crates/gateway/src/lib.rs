@@ -174,7 +174,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         max_connections: config
             .max_connections
             .unwrap_or_else(|| listener::default_max_connections(nofile))
-            .max(1),
+            .clamp(1, listener::MAX_CONNECTIONS),
     };
     for sub in ["packages", "code", "run"] {
         tokio::fs::create_dir_all(config.data_dir.join(sub))

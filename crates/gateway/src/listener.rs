@@ -141,6 +141,9 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// Most connections `--max-connections` may allow (the drain counts them as semaphore permits).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains the connections.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -153,6 +156,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut emfile_logged = false;
+    let mut last_full: Option<Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
             _ = &mut shutdown => break,
@@ -171,7 +175,15 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        if let Ok(permit) = slots.clone().try_acquire_owned() {
+        let permit = slots.clone().try_acquire_owned();
+        if permit.is_err() && last_full.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            last_full = Some(Instant::now());
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "the connection limit is reached: new connections get health checks only (raise --max-connections if these clients are legitimate)"
+            );
+        }
+        if let Ok(permit) = permit {
             let router = router.clone();
             let stop = stop_rx.clone();
             tokio::spawn(async move {
