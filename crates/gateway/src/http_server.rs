@@ -22,6 +22,12 @@ const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
 /// anyone who knows the (public) access key id can make the node hold at once.
 pub const UNVERIFIED_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
+/// Node-wide bytes of user-route request bodies held at once (anyone may send them). A body
+/// up to [`SMALL_BODY`] needs no share; a bigger one waits up to [`USER_BODY_WAIT`] for room.
+pub const USER_BODY_BUDGET: usize = 256 * 1024 * 1024;
+const SMALL_BODY: usize = 64 * 1024;
+const USER_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -268,10 +274,9 @@ pub async fn authorized_body(
         Err(e) => Err(BodyError::Rejected(auth_response(&e))),
         Ok(tusk_auth::Precheck::Authenticated(_)) => read_body(state, body, limit, false).await,
         Ok(tusk_auth::Precheck::NeedsBody) => {
-            let declared = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            let declared = http_body::Body::size_hint(&body)
+                .exact()
+                .map(|n| n as usize);
             if declared.is_some_and(|n| n > limit) {
                 return Err(BodyError::TooLarge);
             }
@@ -370,6 +375,40 @@ async fn offer_web(
     None
 }
 
+/// Reserves room for a user route's request body in [`USER_BODY_BUDGET`]. Small bodies
+/// skip it (the connection cap bounds them); a big one waits a little for room, then 503.
+async fn user_body_budget(
+    state: &AppState,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+    let want = declared.unwrap_or(limit).min(limit);
+    if want <= SMALL_BODY {
+        return Ok(None);
+    }
+    let wait = tokio::time::timeout(
+        USER_BODY_WAIT,
+        state.user_bodies.clone().acquire_many_owned(want as u32),
+    )
+    .await;
+    match wait {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => {
+            tracing::warn!(
+                bytes = want,
+                "too many large request bodies at once: answered 503"
+            );
+            let mut r = gateway_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many large uploads at once; retry shortly",
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Err(r)
+        }
+    }
+}
+
 /// Everything that is not Tusk's own API: the deployed `httpApi` / `http` routes.
 async fn user_route(
     State(state): State<Arc<AppState>>,
@@ -414,6 +453,18 @@ async fn user_route(
         MAX_WEB_BODY
     } else {
         lambda_api::MAX_SYNC_PAYLOAD
+    };
+    // Exact for a Content-Length body (0 for none), unknown for a chunked one.
+    let declared = http_body::Body::size_hint(&body)
+        .exact()
+        .map(|n| n as usize);
+    if declared.is_some_and(|n| n > limit) {
+        return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+    // Held until the response is sent: the body lives that long.
+    let _budget = match user_body_budget(&state, declared, limit).await {
+        Ok(permit) => permit,
+        Err(r) => return r,
     };
     let body: Bytes = match read_body(&state, body, limit, false).await {
         Ok(b) => b,

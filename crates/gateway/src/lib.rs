@@ -147,6 +147,8 @@ pub(crate) struct AppState {
     pub body_timeout: Duration,
     /// Bytes of request bodies being read before their signature is checked (node-wide).
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
+    /// Bytes of large user-route request bodies held (node-wide).
+    pub user_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -317,6 +319,9 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         body_timeout: config.body_timeout,
         unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
             http_server::UNVERIFIED_BODY_BUDGET,
+        )),
+        user_bodies: Arc::new(tokio::sync::Semaphore::new(
+            http_server::USER_BODY_BUDGET,
         )),
     });
     if let Some(peers) = &state.peers {
