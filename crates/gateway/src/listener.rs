@@ -155,7 +155,7 @@ pub async fn serve(
     let reserve = Arc::new(Semaphore::new(RESERVE));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut emfile_logged = false;
+    let mut emfile_logged: Option<Instant> = None;
     let mut last_full: Option<Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
@@ -163,13 +163,16 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors (or a connection reset before accept): wait a
-                    // little instead of spinning; connections closing free descriptors.
-                    if !emfile_logged {
-                        tracing::warn!(error = %e, "cannot accept a connection; raise the open file limit (ulimit -n) or lower --max-connections");
-                        emfile_logged = true;
+                    // Out of file descriptors: wait a little instead of spinning; connections
+                    // closing free descriptors. Other errors (a client gone before accept)
+                    // concern that client only.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        if emfile_logged.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!(error = %e, "cannot accept connections: out of file descriptors; raise the hard open file limit (ulimit -Hn) or lower --max-connections");
+                            emfile_logged = Some(Instant::now());
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
