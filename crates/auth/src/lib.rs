@@ -138,6 +138,45 @@ pub fn authenticate(
     )))
 }
 
+/// What the credentials of a request say before its body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precheck {
+    /// Fully authenticated without the body (a bearer token).
+    Authenticated(Principal),
+    /// A SigV4 signature whose key id, date and scope are right; it covers the body, so call
+    /// [`authenticate`] again once the body is read.
+    NeedsBody,
+}
+
+/// Checks what a request's credentials allow without its body, so a node can refuse an
+/// unauthenticated upload before reading a byte of it. `req.body` is ignored. Every error
+/// [`authenticate`] gives for a missing or bad token, an unknown access key id, a stale or
+/// future signing time or a malformed header is given here already; only a signature that
+/// may need the body's hash passes as [`Precheck::NeedsBody`].
+pub fn precheck(
+    req: &RequestParts<'_>,
+    creds: &Credentials,
+    now: SystemTime,
+) -> Result<Precheck, AuthError> {
+    let bodiless = RequestParts { body: b"", ..*req };
+    match authenticate(&bodiless, creds, now) {
+        Ok(p) if is_bearer(req.headers) => Ok(Precheck::Authenticated(p)),
+        // Signed over an empty body; the body received must still match it.
+        Ok(_) => Ok(Precheck::NeedsBody),
+        Err(AuthError::SignatureMismatch | AuthError::PayloadHashMismatch) => {
+            Ok(Precheck::NeedsBody)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_bearer(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| strip_scheme(v, "Bearer").is_some())
+}
+
 fn bearer(token: &str, creds: &Credentials) -> Result<Principal, AuthError> {
     let token = token.trim();
     // An empty token must not match a node configured with an empty secret.
@@ -261,6 +300,59 @@ mod tests {
         );
         let err = authenticate(&req_with_auth(&h), &creds(), SystemTime::now()).unwrap_err();
         assert!(matches!(&err, AuthError::Malformed(m) if m.contains("more than one")));
+    }
+
+    #[test]
+    fn precheck_decides_without_the_body() {
+        let c = creds();
+        let now = SystemTime::now();
+        let mut h = HeaderMap::new();
+        fn req(h: &HeaderMap) -> RequestParts<'_> {
+            RequestParts {
+                method: "POST",
+                raw_path: "/_tusk/deployments",
+                raw_query: "",
+                headers: h,
+                body: b"{}",
+            }
+        }
+        assert_eq!(precheck(&req(&h), &c, now), Err(AuthError::Missing));
+        h.insert("authorization", HeaderValue::from_static("Bearer nope"));
+        assert_eq!(precheck(&req(&h), &c, now), Err(AuthError::BadToken));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer s3cret-token"),
+        );
+        assert_eq!(
+            precheck(&req(&h), &c, now),
+            Ok(Precheck::Authenticated(Principal::Admin))
+        );
+
+        // A fresh signature with the right key id needs the body; a wrong key id or a stale
+        // date does not get that far.
+        let date = amz_date(now);
+        let day = &date[..8];
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("node"));
+        h.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
+        let sig = |akid: &str| {
+            HeaderValue::from_str(&format!(
+                "AWS4-HMAC-SHA256 Credential={akid}/{day}/us-east-1/lambda/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature={}",
+                "0".repeat(64)
+            ))
+            .unwrap()
+        };
+        h.insert("authorization", sig("tusk"));
+        assert_eq!(precheck(&req(&h), &c, now), Ok(Precheck::NeedsBody));
+        h.insert("authorization", sig("someone"));
+        assert!(matches!(
+            precheck(&req(&h), &c, now),
+            Err(AuthError::UnknownAccessKey(_))
+        ));
+        h.insert("authorization", sig("tusk"));
+        h.insert("x-amz-date", HeaderValue::from_static("20000101T000000Z"));
+        assert!(precheck(&req(&h), &c, now).is_err());
     }
 
     #[test]

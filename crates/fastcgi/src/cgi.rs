@@ -34,6 +34,38 @@ impl CgiResponse {
     }
 }
 
+/// Longest header line (name, colon and value) an app may send; nginx's largest default
+/// buffer and far above any real header.
+pub const MAX_HEADER_LINE: usize = 64 * 1024;
+/// Most header lines an app may send in one response.
+pub const MAX_HEADERS: usize = 1000;
+
+/// Headers that frame the message or describe one connection (RFC 9110 section 7.6.1, plus
+/// the length). An app never sets them: the gateway drops them and lets its HTTP server frame
+/// the body it actually has, as API Gateway and nginx do. Passing one through would let an
+/// app's `Content-Length: 1` end the response early and forge the next one on a kept-alive
+/// connection.
+pub fn is_framing_header(name: &str) -> bool {
+    const FRAMING: [&str; 9] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "trailer",
+        "te",
+        "proxy-connection",
+        "http2-settings",
+    ];
+    FRAMING.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// Whether `status` may end an HTTP exchange: 1xx are interim answers that HTTP servers
+/// cannot send as the final one, and anything above 599 is no status at all.
+pub fn is_final_status(status: u16) -> bool {
+    (200..=599).contains(&status)
+}
+
 fn malformed(msg: impl Into<String>) -> FastCgiError {
     FastCgiError::MalformedResponse(msg.into())
 }
@@ -55,10 +87,10 @@ fn parse_status(value: &str) -> Result<u16, FastCgiError> {
         .filter(|c| c.bytes().all(|b| b.is_ascii_digit()));
     let rest_ok = value.len() == 3 || value.as_bytes().get(3) == Some(&b' ');
     match code.and_then(|c| c.parse::<u16>().ok()) {
-        // Same range the `http` crate accepts, so the gateway never chokes on it.
-        Some(n) if rest_ok && (100..=999).contains(&n) => Ok(n),
+        Some(n) if rest_ok && is_final_status(n) => Ok(n),
         _ => Err(malformed(format!(
-            "Status header {value:?} is not a 3-digit code (like \"404 Not Found\")"
+            "Status header {:?} is not a final status 200-599 (like \"404 Not Found\")",
+            excerpt(value.as_bytes())
         ))),
     }
 }
@@ -70,13 +102,16 @@ fn parse_status(value: &str) -> Result<u16, FastCgiError> {
 /// means 302; otherwise 200. Output that ends inside the header block is
 /// accepted as headers with an empty body, and empty output as a bare 200.
 /// A line without a colon, a bad header name, control characters in a value,
-/// or a bad Status code is an error.
+/// a Status outside 200-599, a line over [`MAX_HEADER_LINE`] bytes or more than
+/// [`MAX_HEADERS`] lines is an error. Framing headers ([`is_framing_header`]) are
+/// dropped: the body's real length frames the response.
 pub fn parse_cgi_response(stdout: Bytes) -> Result<CgiResponse, FastCgiError> {
     let bytes = &stdout[..];
     let mut headers = Vec::new();
     let mut status = None;
     let mut has_location = false;
     let mut pos = 0;
+    let mut lines = 0usize;
 
     let body_start = loop {
         if pos == bytes.len() {
@@ -90,6 +125,17 @@ pub fn parse_cgi_response(stdout: Bytes) -> Result<CgiResponse, FastCgiError> {
         let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
         if line.is_empty() {
             break pos;
+        }
+        if line.len() > MAX_HEADER_LINE {
+            return Err(malformed(format!(
+                "a header line is {} bytes; at most {MAX_HEADER_LINE} are allowed: {}",
+                line.len(),
+                excerpt(line)
+            )));
+        }
+        lines += 1;
+        if lines > MAX_HEADERS {
+            return Err(malformed(format!("more than {MAX_HEADERS} header lines")));
         }
 
         let colon = line
@@ -123,6 +169,9 @@ pub fn parse_cgi_response(stdout: Bytes) -> Result<CgiResponse, FastCgiError> {
         }
         if name.eq_ignore_ascii_case("location") {
             has_location = true;
+        }
+        if is_framing_header(&name) {
+            continue;
         }
         headers.push((name, value));
     };
@@ -184,6 +233,9 @@ mod tests {
             b"Status: 4040\r\n\r\n",
             b"Status: 000 Zero\r\n\r\n",
             b"Status:\r\n\r\n",
+            b"Status: 101 Switching Protocols\r\n\r\n",
+            b"Status: 600\r\n\r\n",
+            b"Status: 999\r\n\r\n",
         ] {
             let msg = parse_err(bad);
             assert!(msg.contains("Status"), "{msg}");
@@ -293,5 +345,43 @@ mod tests {
         assert!(parse_err(b" X-Folded: x\r\n\r\n").contains("invalid header name"));
         assert!(parse_err(b"X-A: a\rInjected: b\r\n\r\n").contains("control character"));
         assert!(parse_err(b"X-A: a\0b\r\n\r\n").contains("control character"));
+    }
+
+    #[test]
+    fn framing_headers_are_dropped() {
+        let r = parse(
+            b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\
+              Keep-Alive: timeout=5\r\nUpgrade: h2c\r\nTrailer: X\r\nTE: trailers\r\n\
+              Proxy-Connection: keep-alive\r\nX-Kept: 1\r\n\r\nHTTP/1.1 200 OK\r\n",
+        );
+        assert_eq!(r.headers, vec![("X-Kept".into(), "1".into())]);
+        assert_eq!(&r.body[..], b"HTTP/1.1 200 OK\r\n");
+    }
+
+    #[test]
+    fn framing_names_case_insensitive() {
+        assert!(is_framing_header("CONTENT-LENGTH"));
+        assert!(is_framing_header("te"));
+        assert!(!is_framing_header("content-type"));
+        assert!(!is_framing_header("x-content-length"));
+    }
+
+    #[test]
+    fn header_size_and_count_limits() {
+        let mut ok = format!("X-Big: {}\r\n\r\n", "a".repeat(MAX_HEADER_LINE - 7));
+        assert_eq!(parse(ok.as_bytes()).headers.len(), 1);
+        ok = format!("X-Big: {}\r\n\r\n", "a".repeat(MAX_HEADER_LINE));
+        assert!(parse_err(ok.as_bytes()).contains("header line is"));
+        // An over-long line is refused even when it never ends.
+        let endless = format!("X-Big: {}", "a".repeat(MAX_HEADER_LINE));
+        assert!(parse_err(endless.as_bytes()).contains("header line is"));
+
+        let many: String = (0..MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            parse(format!("{many}\r\n").as_bytes()).headers.len(),
+            MAX_HEADERS
+        );
+        let too_many = format!("{many}X-Last: v\r\n\r\n");
+        assert!(parse_err(too_many.as_bytes()).contains("more than 1000"));
     }
 }

@@ -52,7 +52,7 @@ pub enum FastCgiError {
 
     /// STDOUT + STDERR exceeded the limit set with
     /// [`crate::Connection::set_max_response_size`].
-    #[error("FastCGI response exceeds the configured limit of {limit} bytes")]
+    #[error("the response is larger than the limit of {limit} bytes (serve big files as static files or from object storage)")]
     ResponseTooLarge {
         /// The configured limit.
         limit: usize,

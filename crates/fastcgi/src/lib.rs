@@ -33,7 +33,10 @@ mod error;
 mod params;
 pub mod record;
 
-pub use cgi::{parse_cgi_response, CgiResponse};
+pub use cgi::{
+    is_final_status, is_framing_header, parse_cgi_response, CgiResponse, MAX_HEADERS,
+    MAX_HEADER_LINE,
+};
 pub use connection::{Connection, RawResponse};
 pub use error::FastCgiError;
 pub use params::Params;

@@ -1,7 +1,9 @@
 //! `/_tusk/*`: the admin API the `tusk` CLI speaks (docs/admin-api.md).
 
 use crate::control::is_sha256;
-use crate::http_server::{admin_error, json_response, reject_unauthorized, Authorized};
+use crate::http_server::{
+    admin_error, authorized_body, json_response, reject_unauthorized, Authorized, BodyError,
+};
 use crate::{AppState, GatewayError};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -194,7 +196,15 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
     let max_upload = limits.max_unpacked_bytes.saturating_add(16 * 1024 * 1024);
     let mut stream = body.into_data_stream();
     let result: Result<(), GatewayError> = async {
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let next = tokio::time::timeout(state.body_timeout, stream.next()).await;
+            let Ok(next) = next else {
+                return Err(GatewayError::BadRequest(format!(
+                    "the upload stalled for {} s; upload it again",
+                    state.body_timeout.as_secs()
+                )));
+            };
+            let Some(chunk) = next else { break };
             let chunk =
                 chunk.map_err(|e| GatewayError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
@@ -237,15 +247,13 @@ struct DeployRequest {
 
 pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
+    let body = match authorized_body(&state, &parts, body, 16 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(BodyError::Rejected(r)) => return r,
+        Err(BodyError::TooLarge) => {
             return GatewayError::BadRequest("deployment request too large".into()).into_response()
         }
     };
-    if let Some(r) = reject_unauthorized(&state, &parts, &body) {
-        return r;
-    }
     let request: DeployRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

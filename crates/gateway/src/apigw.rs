@@ -240,6 +240,7 @@ fn v1_event(req: &HttpRequest<'_>, route: &Route, params: &HashMap<String, Strin
 }
 
 /// An HTTP response ready to send.
+#[derive(Debug)]
 pub struct HttpResponse {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -268,61 +269,88 @@ fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
-fn push_header(out: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &str) {
+/// Adds a result header unless it frames the message; an invalid name or value is skipped
+/// (as before), an oversized one or one too many fails the whole result.
+fn push_header(
+    out: &mut Vec<(HeaderName, HeaderValue)>,
+    name: &str,
+    value: &str,
+) -> Result<(), String> {
+    if name.len() + value.len() + 1 > tusk_fastcgi::MAX_HEADER_LINE {
+        return Err(format!(
+            "header {:?} is {} bytes; at most {} are allowed",
+            name.chars().take(40).collect::<String>(),
+            name.len() + value.len() + 1,
+            tusk_fastcgi::MAX_HEADER_LINE
+        ));
+    }
+    if tusk_fastcgi::is_framing_header(name) {
+        return Ok(());
+    }
+    if out.len() >= tusk_fastcgi::MAX_HEADERS {
+        return Err(format!("more than {} headers", tusk_fastcgi::MAX_HEADERS));
+    }
     if let (Ok(n), Ok(v)) = (
         HeaderName::from_bytes(name.as_bytes()),
         HeaderValue::from_str(value),
     ) {
         out.push((n, v));
     }
+    Ok(())
 }
 
 /// Maps a function's result back to HTTP per API Gateway's rules for the payload version.
-pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
-    let bad_gateway = || {
-        HttpResponse::json(
-            StatusCode::BAD_GATEWAY,
-            json!({"message": "Internal server error"}),
-        )
-    };
+///
+/// `Err` says why the result is no HTTP response (API Gateway answers 502 then): not JSON, no
+/// or a bad `statusCode` (200-599), a header over 64 KB, more than 1,000 headers. Framing
+/// headers (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) are dropped: the node
+/// frames the body it has, so a function cannot desync the client's connection.
+pub fn response_from_result(payload: Payload, result: &[u8]) -> Result<HttpResponse, String> {
     let value: Option<Value> = serde_json::from_slice(result).ok();
     let obj = match &value {
         Some(Value::Object(o)) if o.contains_key("statusCode") => o,
         _ => {
             if payload == Payload::V1 {
-                return bad_gateway();
+                return Err("payload 1.0 result has no statusCode".into());
             }
             // Payload 2.0: anything without a statusCode is a 200 JSON body.
             let body = match &value {
                 Some(Value::String(s)) => Bytes::from(s.clone()),
                 Some(_) => Bytes::copy_from_slice(result),
-                None => return bad_gateway(),
+                None => return Err("the result is not JSON".into()),
             };
-            return HttpResponse {
+            return Ok(HttpResponse {
                 status: StatusCode::OK,
                 headers: vec![(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 )],
                 body,
-            };
+            });
         }
     };
-    let status = obj
-        .get("statusCode")
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
-        .and_then(|c| StatusCode::from_u16(c as u16).ok());
+    let code = obj.get("statusCode").and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    });
+    // Checked before narrowing, so 65736 is not taken for 200.
+    let status = code
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| tusk_fastcgi::is_final_status(*c))
+        .and_then(|c| StatusCode::from_u16(c).ok());
     let Some(status) = status else {
-        return bad_gateway();
+        return Err(format!(
+            "statusCode {} is not a final HTTP status 200-599",
+            obj.get("statusCode")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        ));
     };
     let mut headers = Vec::new();
     if let Some(Value::Object(h)) = obj.get("headers") {
         for (k, v) in h {
             if let Some(v) = scalar_string(v) {
-                push_header(&mut headers, k, &v);
+                push_header(&mut headers, k, &v)?;
             }
         }
     }
@@ -331,14 +359,14 @@ pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
             if let Value::Array(vs) = vs {
                 headers.retain(|(n, _)| !n.as_str().eq_ignore_ascii_case(k));
                 for v in vs.iter().filter_map(scalar_string) {
-                    push_header(&mut headers, k, &v);
+                    push_header(&mut headers, k, &v)?;
                 }
             }
         }
     }
     if let Some(Value::Array(cookies)) = obj.get("cookies") {
         for c in cookies.iter().filter_map(scalar_string) {
-            push_header(&mut headers, "set-cookie", &c);
+            push_header(&mut headers, "set-cookie", &c)?;
         }
     }
     let body = match obj.get("body") {
@@ -347,7 +375,9 @@ pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
             if obj.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
                 match base64::engine::general_purpose::STANDARD.decode(s) {
                     Ok(b) => Bytes::from(b),
-                    Err(_) => return bad_gateway(),
+                    Err(_) => {
+                        return Err("isBase64Encoded is true but the body is not base64".into())
+                    }
                 }
             } else {
                 Bytes::from(s.clone())
@@ -355,11 +385,11 @@ pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
         }
         Some(other) => Bytes::from(other.to_string()),
     };
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// An HTTP request carried inside an API Gateway event (for invoking a web app directly).
@@ -614,27 +644,59 @@ mod tests {
         let r = response_from_result(
             Payload::V2,
             br#"{"statusCode":201,"headers":{"x-a":"1"},"cookies":["a=1","b=2"],"body":"aGk=","isBase64Encoded":true}"#,
-        );
+        )
+        .unwrap();
         assert_eq!(r.status, 201);
         assert_eq!(&r.body[..], b"hi");
         assert_eq!(
             r.headers.iter().filter(|(n, _)| n == "set-cookie").count(),
             2
         );
-        let r = response_from_result(Payload::V2, br#"{"hello":"world"}"#);
+        let r = response_from_result(Payload::V2, br#"{"hello":"world"}"#).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(&r.body[..], br#"{"hello":"world"}"#);
-        let r = response_from_result(Payload::V2, br#""plain""#);
+        let r = response_from_result(Payload::V2, br#""plain""#).unwrap();
         assert_eq!(&r.body[..], b"plain");
-        assert_eq!(
-            response_from_result(Payload::V1, br#"{"hello":1}"#).status,
-            502
-        );
+        assert!(response_from_result(Payload::V1, br#"{"hello":1}"#).is_err());
         let r = response_from_result(
             Payload::V1,
             br#"{"statusCode":302,"multiValueHeaders":{"Location":["/x"]},"body":""}"#,
-        );
+        )
+        .unwrap();
         assert_eq!(r.status, 302);
         assert_eq!(r.headers[0].1, "/x");
+    }
+
+    #[test]
+    fn results_cannot_frame_the_response() {
+        let r = response_from_result(
+            Payload::V2,
+            br#"{"statusCode":200,"headers":{"Content-Length":"1","transfer-encoding":"chunked","Connection":"close","x-a":"1"},"multiValueHeaders":{"Keep-Alive":["5"],"Upgrade":["h2c"]},"body":"hello"}"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["x-a"]);
+        for bad in [
+            &br#"{"statusCode":65736}"#[..],
+            br#"{"statusCode":99}"#,
+            br#"{"statusCode":101}"#,
+            br#"{"statusCode":600}"#,
+            br#"{"statusCode":"abc"}"#,
+        ] {
+            let e = response_from_result(Payload::V2, bad).unwrap_err();
+            assert!(e.contains("statusCode"), "{e}");
+        }
+        let big = format!(
+            r#"{{"statusCode":200,"headers":{{"x-big":"{}"}}}}"#,
+            "a".repeat(70_000)
+        );
+        assert!(response_from_result(Payload::V2, big.as_bytes())
+            .unwrap_err()
+            .contains("bytes"));
+        let many: Vec<String> = (0..1001).map(|i| format!(r#""x-{i}":"v""#)).collect();
+        let many = format!(r#"{{"statusCode":200,"headers":{{{}}}}}"#, many.join(","));
+        assert!(response_from_result(Payload::V2, many.as_bytes())
+            .unwrap_err()
+            .contains("more than 1000"));
     }
 }

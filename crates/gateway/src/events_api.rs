@@ -1,6 +1,6 @@
 //! `/_tusk/events` and `/_tusk/queues`: what `tusk events` and `tusk queue` show and do.
 
-use crate::http_server::{admin_error, json_response, reject_unauthorized, Authorized};
+use crate::http_server::{admin_error, authorized_body, json_response, Authorized, BodyError};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
@@ -106,12 +106,13 @@ pub struct CreateQueue {
 
 pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return admin_error(StatusCode::BAD_REQUEST, "request too large");
+    let body = match authorized_body(&state, &parts, body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(BodyError::Rejected(r)) => return r,
+        Err(BodyError::TooLarge) => {
+            return admin_error(StatusCode::BAD_REQUEST, "request too large")
+        }
     };
-    if let Some(r) = reject_unauthorized(&state, &parts, &body) {
-        return r;
-    }
     let request: CreateQueue = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
@@ -185,12 +186,13 @@ pub async fn send(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 2 * tusk_events::MAX_MESSAGE).await else {
-        return admin_error(StatusCode::PAYLOAD_TOO_LARGE, "message over 256 KB");
+    let body = match authorized_body(&state, &parts, body, 2 * tusk_events::MAX_MESSAGE).await {
+        Ok(b) => b,
+        Err(BodyError::Rejected(r)) => return r,
+        Err(BodyError::TooLarge) => {
+            return admin_error(StatusCode::PAYLOAD_TOO_LARGE, "message over 256 KB")
+        }
     };
-    if let Some(r) = reject_unauthorized(&state, &parts, &body) {
-        return r;
-    }
     let request: SendMessage = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),

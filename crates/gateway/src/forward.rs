@@ -20,18 +20,14 @@ pub const FORWARD_TOKEN_HEADER: &str = "x-tusk-forward-token";
 /// A forwarded web request: the client's address as the first node saw it.
 pub const FORWARDED_FOR_HEADER: &str = "x-tusk-forwarded-for";
 
+/// Most of a forwarded answer the node holds: a web response's cap plus room for its headers.
+const MAX_FORWARDED_BODY: usize = tusk_instance::MAX_WEB_RESPONSE_BYTES + 1024 * 1024;
+
 /// Headers that describe one connection rather than the request or response (and the length,
-/// which the body sets again).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
+/// which the body sets again): the same rule as for apps' own responses.
+fn hop_by_hop(name: &http::HeaderName) -> bool {
+    tusk_fastcgi::is_framing_header(name.as_str())
+}
 
 fn forwarding_header(name: &http::HeaderName) -> bool {
     let name = name.as_str();
@@ -77,16 +73,14 @@ pub async fn web(
         .header(FORWARD_TOKEN_HEADER, token)
         .header(FORWARDED_FOR_HEADER, client.to_string());
     for (name, value) in headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && !forwarding_header(name) {
+        if !hop_by_hop(name) && !forwarding_header(name) {
             request = request.header(name, value.clone());
         }
     }
     if !headers.contains_key(http::header::HOST) {
         request = request.header(http::header::HOST, authority.as_str());
     }
-    let keep = |name: &http::HeaderName| {
-        !HOP_BY_HOP.contains(&name.as_str()) && name != http::header::DATE
-    };
+    let keep = |name: &http::HeaderName| !hop_by_hop(name) && name != http::header::DATE;
     send(&mut sender, request, body, peer, timeout, keep).await
 }
 
@@ -156,7 +150,8 @@ async fn send(
             .await
             .map_err(|e| ForwardError::Lost(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = body
+        // A peer never sends more than a web response may hold; stop reading a bigger one.
+        let body = http_body_util::Limited::new(body, MAX_FORWARDED_BODY)
             .collect()
             .await
             .map_err(|e| ForwardError::Lost(e.to_string()))?
@@ -308,5 +303,44 @@ mod tests {
         assert_eq!(take_web_forwarding(&mut forged, "s3cret"), None);
         assert!(forged.is_empty());
         assert_eq!(take_web_forwarding(&mut HeaderMap::new(), "s3cret"), None);
+    }
+
+    /// A peer's answer is re-framed: its framing headers never reach the client, and the body
+    /// is what the peer's own framing delimited.
+    #[tokio::test]
+    async fn forwarded_answers_lose_their_framing_headers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\
+                  Keep-Alive: timeout=99\r\nUpgrade: h2c\r\nTrailer: x\r\n\
+                  Proxy-Connection: keep-alive\r\nX-App: 1\r\n\r\nhelloHTTP/1.1 200 OK\r\n",
+            )
+            .await
+            .unwrap();
+        });
+        let answer = web(
+            &peer,
+            &http::Method::GET,
+            "/",
+            &HeaderMap::new(),
+            Bytes::new(),
+            "127.0.0.1:1".parse().unwrap(),
+            "token",
+            Duration::from_secs(5),
+        )
+        .await;
+        let Ok(answer) = answer else {
+            panic!("the fake peer was not reached");
+        };
+        assert_eq!(&answer.body[..], b"hello");
+        let mut names: Vec<&str> = answer.headers.keys().map(|n| n.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["x-app", "x-tusk-served-by"]);
     }
 }

@@ -18,7 +18,21 @@ use tusk_pool::{AcquireError, WebOutcome};
 /// Web apps may take uploads bigger than Lambda's 6 MB event limit.
 const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
 
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+/// Node-wide bytes of signed request bodies read before their signature is checked: what
+/// anyone who knows the (public) access key id can make the node hold at once.
+pub const UNVERIFIED_BODY_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Node-wide bytes of user-route request bodies held at once (anyone may send them). A body
+/// up to [`SMALL_BODY`] needs no share; a bigger one waits up to [`USER_BODY_WAIT`] for room.
+pub const USER_BODY_BUDGET: usize = 256 * 1024 * 1024;
+const SMALL_BODY: usize = 64 * 1024;
+const USER_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: crate::listener::ConnLimits,
+) -> std::io::Result<()> {
     let draining = state.clone();
     let app = Router::new()
         .route("/_tusk/health", get(admin::health))
@@ -61,11 +75,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
         )
         .fallback(user_route)
         .with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    crate::listener::serve(listener, app, limits, async move {
         shutdown_signal().await;
         draining.begin_drain().await;
     })
@@ -166,6 +176,131 @@ pub fn reject_unauthorized(
     check(state, req, body).err().map(|e| auth_response(&e))
 }
 
+/// Why a request body was not handed over.
+pub enum BodyError {
+    /// Answer this (authentication failed, too busy, too slow).
+    Rejected(Response),
+    /// The body is over the caller's limit; the caller says so its own way.
+    TooLarge,
+}
+
+/// Reads a body of at most `limit` bytes. Like nginx's `client_body_timeout`, the timeout is
+/// between two reads: a slow upload is fine, a stalled one gets 408. `whole` applies it to the
+/// whole body instead (for bodies read before their signature is checked).
+pub async fn read_body(
+    state: &AppState,
+    body: axum::body::Body,
+    limit: usize,
+    whole: bool,
+) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let timeout = state.body_timeout;
+    let stalled = || {
+        BodyError::Rejected(admin_error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body did not arrive within {} s; send it without pausing",
+                timeout.as_secs()
+            ),
+        ))
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The declared length (capped) sizes the buffer once instead of doubling it as it grows.
+    let expected = (http_body::Body::size_hint(&body).lower() as usize).min(limit);
+    let mut body = http_body_util::Limited::new(body, limit);
+    // One chunk (the common case) is handed on as it is; more are joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    loop {
+        let until = if whole {
+            deadline
+        } else {
+            tokio::time::Instant::now() + timeout
+        };
+        let frame = match tokio::time::timeout_at(until, body.frame()).await {
+            Err(_) => return Err(stalled()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return Err(BodyError::TooLarge);
+                }
+                return Err(BodyError::Rejected(admin_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the request body could not be read: {e}"),
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match (&mut first, &mut joined) {
+            (_, Some(j)) => j.extend_from_slice(&data),
+            (Some(f), None) => {
+                let mut j = bytes::BytesMut::with_capacity(expected.max(f.len() + data.len()));
+                j.extend_from_slice(f);
+                j.extend_from_slice(&data);
+                joined = Some(j);
+            }
+            (None, None) => first = Some(data),
+        }
+    }
+    Ok(match (first, joined) {
+        (_, Some(j)) => j.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// The body of an API request (`/_tusk/*`, Lambda, SQS), read only once its credentials
+/// allow: a bad or missing token is refused before a byte of the body is read. A SigV4
+/// request's signature covers its body, so that body is read first, under the node-wide
+/// [`UNVERIFIED_BODY_BUDGET`] (over it: 429, retry), then verified.
+pub async fn authorized_body(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let request = tusk_auth::RequestParts {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: b"",
+    };
+    let now = std::time::SystemTime::now();
+    match tusk_auth::precheck(&request, &state.credentials, now) {
+        Err(e) => Err(BodyError::Rejected(auth_response(&e))),
+        Ok(tusk_auth::Precheck::Authenticated(_)) => read_body(state, body, limit, false).await,
+        Ok(tusk_auth::Precheck::NeedsBody) => {
+            let declared = http_body::Body::size_hint(&body)
+                .exact()
+                .map(|n| n as usize);
+            if declared.is_some_and(|n| n > limit) {
+                return Err(BodyError::TooLarge);
+            }
+            // Reserve what the body may take: its declared length, else the limit.
+            let want = declared.unwrap_or(limit).min(UNVERIFIED_BODY_BUDGET) as u32;
+            let Ok(_permit) = state.unverified_bodies.try_acquire_many(want) else {
+                let mut r = lambda_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    json!({"Type": "User", "message": "Too many signed request bodies are being received at once; retry shortly", "Reason": "SlowDown"}),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Err(BodyError::Rejected(r));
+            };
+            let body = read_body(state, body, limit, true).await?;
+            match check(state, parts, &body) {
+                Ok(()) => Ok(body),
+                Err(e) => Err(BodyError::Rejected(auth_response(&e))),
+            }
+        }
+    }
+}
+
 fn to_response(r: HttpResponse) -> Response {
     let mut resp = (r.status, r.body).into_response();
     let headers = resp.headers_mut();
@@ -175,6 +310,18 @@ fn to_response(r: HttpResponse) -> Response {
         headers.append(name, value);
     }
     resp
+}
+
+/// A function's result as API Gateway would answer it; a result that is no valid HTTP
+/// response is a 502 and a log line saying why.
+fn result_response(function: &str, payload: Payload, result: &[u8]) -> Response {
+    match apigw::response_from_result(payload, result) {
+        Ok(r) => to_response(r),
+        Err(why) => {
+            tracing::warn!(%function, error = %why, "bad API Gateway result: answered 502");
+            gateway_message(StatusCode::BAD_GATEWAY, "Internal server error")
+        }
+    }
 }
 
 fn gateway_message(status: StatusCode, message: &str) -> Response {
@@ -228,6 +375,40 @@ async fn offer_web(
     None
 }
 
+/// Reserves room for a user route's request body in [`USER_BODY_BUDGET`]. Small bodies
+/// skip it (the connection cap bounds them); a big one waits a little for room, then 503.
+async fn user_body_budget(
+    state: &AppState,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+    let want = declared.unwrap_or(limit).min(limit);
+    if want <= SMALL_BODY {
+        return Ok(None);
+    }
+    let wait = tokio::time::timeout(
+        USER_BODY_WAIT,
+        state.user_bodies.clone().acquire_many_owned(want as u32),
+    )
+    .await;
+    match wait {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => {
+            tracing::warn!(
+                bytes = want,
+                "too many large request bodies at once: answered 503"
+            );
+            let mut r = gateway_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many large uploads at once; retry shortly",
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Err(r)
+        }
+    }
+}
+
 /// Everything that is not Tusk's own API: the deployed `httpApi` / `http` routes.
 async fn user_route(
     State(state): State<Arc<AppState>>,
@@ -237,9 +418,12 @@ async fn user_route(
     let path = req.uri().path().to_string();
     if req.method() == http::Method::POST && crate::sqs_api::is_sqs(req.headers()) {
         let (parts, body) = req.into_parts();
-        return match axum::body::to_bytes(body, 2 * 1024 * 1024).await {
+        return match authorized_body(&state, &parts, body, 2 * 1024 * 1024).await {
             Ok(body) => crate::sqs_api::handle(&state, &parts, body).await,
-            Err(_) => gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            Err(BodyError::Rejected(r)) => r,
+            Err(BodyError::TooLarge) => {
+                gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
         };
     }
     if path.starts_with("/_tusk/") || path.starts_with("/2015-03-31/") {
@@ -270,9 +454,22 @@ async fn user_route(
     } else {
         lambda_api::MAX_SYNC_PAYLOAD
     };
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+    // Exact for a Content-Length body (0 for none), unknown for a chunked one.
+    let declared = http_body::Body::size_hint(&body)
+        .exact()
+        .map(|n| n as usize);
+    if declared.is_some_and(|n| n > limit) {
+        return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+    // Held until the response is sent: the body lives that long.
+    let _budget = match user_body_budget(&state, declared, limit).await {
+        Ok(permit) => permit,
+        Err(r) => return r,
+    };
+    let body: Bytes = match read_body(&state, body, limit, false).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(BodyError::Rejected(r)) => return r,
+        Err(BodyError::TooLarge) => {
             return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
         }
     };
@@ -345,14 +542,17 @@ async fn user_route(
                         })
                     }
                     Err(e) => {
-                        tracing::warn!(function = %route.function, error = %e, "bad CGI response");
+                        tracing::warn!(function = %route.function, error = %e, "bad CGI response: answered 502");
                         gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
                     }
                 },
                 WebOutcome::Timeout => {
                     gateway_message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
                 }
-                WebOutcome::Crashed(_) => gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+                WebOutcome::Crashed(why) => {
+                    tracing::warn!(function = %route.function, error = %why, "the PHP worker failed: answered 502");
+                    gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                }
             },
             Err(AcquireError::Throttled) => {
                 gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
@@ -406,7 +606,7 @@ async fn user_route(
                         }
                     }
                 } else {
-                    to_response(apigw::response_from_result(route.payload, &answer.body))
+                    result_response(&route.function, route.payload, &answer.body)
                 };
                 if let Some(by) = served_by {
                     r.headers_mut().insert("x-tusk-served-by", by);
@@ -423,7 +623,7 @@ async fn user_route(
     }
     match pool.invoke(payload, None).await {
         Ok(result) => match result.result {
-            Ok(out) => to_response(apigw::response_from_result(route.payload, &out)),
+            Ok(out) => result_response(&route.function, route.payload, &out),
             Err(_) => match route.payload {
                 Payload::V2 => {
                     gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

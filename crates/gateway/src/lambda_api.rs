@@ -2,7 +2,7 @@
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
 use crate::control::function_arn;
-use crate::http_server::{lambda_error, reject_unauthorized, Authorized};
+use crate::http_server::{authorized_body, lambda_error, Authorized, BodyError};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -53,9 +53,10 @@ pub async fn invoke(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_SYNC_PAYLOAD + 1).await {
-        Ok(b) if b.len() <= MAX_SYNC_PAYLOAD => b,
-        _ => {
+    let body = match authorized_body(&state, &parts, body, MAX_SYNC_PAYLOAD).await {
+        Ok(b) => b,
+        Err(BodyError::Rejected(r)) => return r,
+        Err(BodyError::TooLarge) => {
             return lambda_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestTooLargeException",
@@ -64,9 +65,6 @@ pub async fn invoke(
         }
     };
     let req = parts;
-    if let Some(r) = reject_unauthorized(&state, &req, &body) {
-        return r;
-    }
     let Some((record, f, full)) = state.control.resolve(&name) else {
         return function_not_found(&state, &name);
     };

@@ -14,6 +14,7 @@ mod events_api;
 mod forward;
 mod http_server;
 mod lambda_api;
+mod listener;
 mod logs;
 mod metrics;
 mod package;
@@ -76,6 +77,14 @@ pub struct NodeConfig {
     pub allow_second_schedules: bool,
     /// Largest package accepted, in MB unpacked (Lambda's limit: 250).
     pub max_package_mb: u64,
+    /// How long a client may take to send a request head (slow-loris protection).
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub keepalive_timeout: Duration,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
+    /// Most connections served at once; `None` = 10,000 or what the open-file limit allows.
+    pub max_connections: Option<usize>,
 }
 
 impl NodeConfig {
@@ -102,6 +111,11 @@ impl NodeConfig {
             public_metrics: false,
             allow_second_schedules: false,
             max_package_mb: 250,
+            header_read_timeout: Duration::from_secs(30),
+            // nginx's keepalive_timeout.
+            keepalive_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            max_connections: None,
         }
     }
 }
@@ -140,6 +154,12 @@ pub(crate) struct AppState {
     pub draining: std::sync::atomic::AtomicBool,
     /// `/_tusk/metrics` answers without the admin token.
     pub public_metrics: bool,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies being read before their signature is checked (node-wide).
+    pub unverified_bodies: Arc<tokio::sync::Semaphore>,
+    /// Bytes of large user-route request bodies held (node-wide).
+    pub user_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -160,6 +180,15 @@ fn startup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> NodeError + '_
 
 /// Runs the node until Ctrl-C / SIGTERM.
 pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
+    let nofile = listener::raise_nofile_limit();
+    let conn_limits = listener::ConnLimits {
+        header_read_timeout: config.header_read_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| listener::default_max_connections(nofile))
+            .clamp(1, listener::MAX_CONNECTIONS),
+    };
     for sub in ["packages", "code", "run"] {
         tokio::fs::create_dir_all(config.data_dir.join(sub))
             .await
@@ -330,6 +359,13 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         cluster: cluster.clone(),
         draining: std::sync::atomic::AtomicBool::new(false),
         public_metrics: config.public_metrics,
+        body_timeout: config.body_timeout,
+        unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
+            http_server::UNVERIFIED_BODY_BUDGET,
+        )),
+        user_bodies: Arc::new(tokio::sync::Semaphore::new(
+            http_server::USER_BODY_BUDGET,
+        )),
     });
     if let Some(peers) = &state.peers {
         // Before any pool exists, so each starts with this node's share.
@@ -354,8 +390,8 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         }
     });
 
-    tracing::info!(%listen, data_dir = %data_dir.display(), "Tusk node serving");
-    let served = http_server::serve(listener, state.clone())
+    tracing::info!(%listen, data_dir = %data_dir.display(), max_connections = conn_limits.max_connections, "Tusk node serving");
+    let served = http_server::serve(listener, state.clone(), conn_limits)
         .await
         .map_err(startup("server error"));
     // HTTP requests are done; give running async events and queue batches their time.

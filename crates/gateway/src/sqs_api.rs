@@ -1,7 +1,6 @@
 //! The SQS API subset on the node's listener (AWS JSON 1.0 protocol, `X-Amz-Target:
 //! AmazonSQS.<Action>`), so `aws sqs ... --endpoint-url` and SDKs reach Tusk's queues.
 
-use crate::http_server::reject_unauthorized;
 use crate::AppState;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -153,10 +152,8 @@ fn message(body: &Value, default_delay: u64) -> Result<NewMessage, SqsError> {
     })
 }
 
+/// An SQS API call whose credentials the caller has checked (`authorized_body`).
 pub async fn handle(state: &AppState, parts: &http::request::Parts, body: Bytes) -> Response {
-    if let Some(r) = reject_unauthorized(state, parts, &body) {
-        return r;
-    }
     let action = parts
         .headers
         .get("x-amz-target")

@@ -23,6 +23,11 @@ pub enum FcgiFailure {
     NotFastCgi,
 }
 
+/// Most a web response (headers, body and PHP's stderr) may take in the node's memory:
+/// Lambda's limit for streamed responses. The reader stops at the cap, the request fails
+/// (502) and the worker is killed, so its half-sent output never reaches the next request.
+pub const MAX_WEB_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
+
 pub(crate) struct FcgiWorker {
     socket: PathBuf,
     conn: tokio::sync::Mutex<Option<Connection>>,
@@ -86,6 +91,7 @@ impl FcgiWorker {
                 return Err(setup(e));
             }
         };
+        conn.set_max_response_size(Some(MAX_WEB_RESPONSE_BYTES));
         // The connect completes from the listen backlog at once; php-cgi answers FCGI_GET_VALUES
         // only once PHP has started. Waiting for it keeps the instance "starting" until it can
         // serve, so the pool's limit on parallel starts holds (a burst no longer starts a
@@ -117,9 +123,10 @@ impl FcgiWorker {
     ) -> Result<RawResponse, FcgiFailure> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
-            let conn = Connection::connect_unix(&self.socket)
+            let mut conn = Connection::connect_unix(&self.socket)
                 .await
                 .map_err(|e| FcgiFailure::Protocol(e.to_string()))?;
+            conn.set_max_response_size(Some(MAX_WEB_RESPONSE_BYTES));
             *guard = Some(conn);
         }
         let Some(conn) = guard.as_mut() else {

@@ -19,7 +19,7 @@ use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
 use tusk_store::LogStream;
 
-pub use fcgi::FcgiFailure;
+pub use fcgi::{FcgiFailure, MAX_WEB_RESPONSE_BYTES};
 pub use process::ExitInfo;
 pub use runtime_api::{Invocation, Outcome};
 pub use tusk_fastcgi::{Params, RawResponse};

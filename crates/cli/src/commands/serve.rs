@@ -94,6 +94,21 @@ pub struct Args {
     /// Largest package a deploy may upload, in MB once unpacked (Lambda's limit is 250).
     #[arg(long, default_value_t = 250, value_name = "MB")]
     pub max_package_mb: u64,
+    /// Seconds a client may take to send a request head (the first one, and each next one
+    /// on a kept-alive connection from its first byte); then the connection is closed.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, default_value_t = 75, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_timeout: u64,
+    /// Seconds a request body may pause between two reads (the whole body, for signed API
+    /// requests read before their signature is checked); then 408.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Most client connections served at once (default: 10,000, or what the open-file limit
+    /// leaves). Beyond it a few more may still ask /_tusk/health; the rest are closed.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -123,6 +138,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.public_metrics = args.public_metrics;
     config.allow_second_schedules = args.allow_second_schedules;
     config.max_package_mb = args.max_package_mb;
+    config.header_read_timeout = Duration::from_secs(args.header_read_timeout);
+    config.keepalive_timeout = Duration::from_secs(args.keepalive_timeout);
+    config.body_timeout = Duration::from_secs(args.body_timeout);
+    config.max_connections = args.max_connections.map(|n| n as usize);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
