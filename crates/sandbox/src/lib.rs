@@ -11,8 +11,8 @@
 //! - a seccomp filter refusing kernel interfaces functions never need ([`seccomp`]), installed
 //!   last, right before `exec`.
 //!
-//! Degraded mode (no privileges): rlimits and the seccomp filter only, announced loudly; `tusk doctor` shows what is
-//! active. `--sandbox off` runs instances bare, for benchmarks.
+//! Degraded mode (no privileges): rlimits and the seccomp filter only, announced loudly;
+//! `tusk doctor` shows what is active. `--sandbox off` runs instances bare, for benchmarks.
 //! docs/isolation.md lists the attacks the test suite throws at this and what happens.
 
 mod cgroup;
@@ -454,6 +454,18 @@ impl Sandbox {
                     detail: format!("instances run as uid {euid}, like Tusk"),
                 });
             }
+        }
+        // Without the self-test (degraded), try the filter once on a throwaway `sh`, so that a
+        // host refusing it (a container whose own profile forbids seccomp) is reported here
+        // rather than failing every instance start.
+        let seccomp = match seccomp {
+            Ok((program, summary)) if self_test.is_err() => {
+                seccomp::probe(&program).map(|()| (program, summary))
+            }
+            other => other,
+        };
+        if seccomp.is_err() {
+            sandbox.seccomp = None;
         }
         match &seccomp {
             Ok((program, summary)) => checks.push(Check {

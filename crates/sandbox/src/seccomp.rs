@@ -282,6 +282,34 @@ pub(crate) fn kernel_supports_filters() -> Result<(), String> {
     }
 }
 
+/// Installs the filter in a throwaway `sh -c :` (for nodes without the sandboxed self-test,
+/// which otherwise proves it). Blocking: one fork and exec.
+pub(crate) fn probe(program: &Arc<Program>) -> Result<(), String> {
+    let hook = program.clone();
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.args(["-c", ":"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the hook only makes system calls on memory prepared before the fork (prctl with
+    // integers, then `install`), as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            hook.install()
+        });
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("a process under the filter failed: {s}")),
+        Err(e) => Err(format!(
+            "cannot install the seccomp filter on this host: {e}"
+        )),
+    }
+}
+
 const BPF_LD: u16 = 0x00;
 const BPF_JMP: u16 = 0x05;
 const BPF_RET: u16 = 0x06;
