@@ -50,6 +50,7 @@ mod table {
         SYS_fsmount,
         SYS_fspick,
         SYS_mount_setattr,
+        467, // open_tree_attr (Linux 6.15; not in libc yet)
         // Joining other namespaces.
         SYS_setns,
         // Kernel modules.
