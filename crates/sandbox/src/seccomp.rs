@@ -377,7 +377,10 @@ mod tests {
             std::thread::spawn(move || {
                 if let Some(f) = filter {
                     // SAFETY: prctl with integer arguments only.
-                    assert_eq!(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, 0);
+                    assert_eq!(
+                        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
+                        0
+                    );
                     f.install().expect("installs");
                 }
                 let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
