@@ -7,6 +7,8 @@
 //! bootstrap runs keep working unchanged (docs/decisions.md says why not an allow-list).
 //! Compiled once by the node with `seccompiler` (pure Rust, in-process); the forked child only
 //! hands the finished program to the kernel, right before `exec`.
+// Only x86_64 has a rule table so far; elsewhere the building blocks sit unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
 use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
