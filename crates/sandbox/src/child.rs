@@ -1,12 +1,15 @@
 //! What the forked child does before `exec`: join the cgroup, enter fresh namespaces, build its
-//! root, cap its resources and drop to an unprivileged uid with no way back.
+//! root, cap its resources, drop to an unprivileged uid with no way back and install the
+//! seccomp filter.
 //!
 //! This code runs between fork and exec of a multi-threaded parent: it may only make system
 //! calls on memory prepared before the fork (no allocation, no locks, no logging).
 
 use crate::fs::MountPlan;
+use crate::seccomp;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 pub(crate) const STEP_CGROUP: u32 = 1;
 pub(crate) const STEP_UNSHARE: u32 = 2;
@@ -14,6 +17,7 @@ pub(crate) const STEP_HOSTNAME: u32 = 3;
 pub(crate) const STEP_RLIMIT: u32 = 4;
 pub(crate) const STEP_IDS: u32 = 5;
 pub(crate) const STEP_NO_NEW_PRIVS: u32 = 6;
+pub(crate) const STEP_SECCOMP: u32 = 7;
 
 /// One resource limit (soft = hard).
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +38,8 @@ pub(crate) struct ChildPlan {
     pub rlimits: Vec<Rlimit>,
     /// (uid, gid) to switch to.
     pub ids: Option<(u32, u32)>,
+    /// The node's filter, installed last (shared: the child only reads it).
+    pub seccomp: Option<Arc<seccomp::Program>>,
     /// Where the child writes the number of the step that failed (write end of a pipe).
     pub report: Option<OwnedFd>,
 }
@@ -124,7 +130,14 @@ impl ChildPlan {
         }
         *step = STEP_NO_NEW_PRIVS;
         // SAFETY: prctl with integer arguments only.
-        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        // Last, right before exec: the steps above need calls the filter refuses (unshare,
+        // mount, pivot_root), and with no_new_privs set it needs no privilege.
+        if let Some(filter) = &self.seccomp {
+            *step = STEP_SECCOMP;
+            filter.install()?;
+        }
+        Ok(())
     }
 
     /// A readable name for a step number reported by a failed child.
@@ -136,6 +149,7 @@ impl ChildPlan {
             STEP_RLIMIT => "set resource limits".into(),
             STEP_IDS => "switch to the instance's uid".into(),
             STEP_NO_NEW_PRIVS => "set no_new_privs".into(),
+            STEP_SECCOMP => "install the seccomp filter".into(),
             s => self
                 .mounts
                 .as_ref()

@@ -7,16 +7,19 @@
 //!   nothing else writable ([`fs`]);
 //! - a per-instance unprivileged uid, `no_new_privs`;
 //! - a cgroup (v2, or v1 on hybrid hosts) for memory, CPU (Lambda's 1769 MB per core), pids,
-//!   the freezer and killing the whole tree ([`cgroup`]).
+//!   the freezer and killing the whole tree ([`cgroup`]);
+//! - a seccomp filter refusing kernel interfaces functions never need ([`seccomp`]), installed
+//!   last, right before `exec`.
 //!
-//! Degraded mode (no privileges): rlimits only, announced loudly; `tusk doctor` shows what is
-//! active. `--sandbox off` runs instances bare, for benchmarks.
+//! Degraded mode (no privileges): rlimits and the seccomp filter only, announced loudly;
+//! `tusk doctor` shows what is active. `--sandbox off` runs instances bare, for benchmarks.
 //! docs/isolation.md lists the attacks the test suite throws at this and what happens.
 
 mod cgroup;
 mod child;
 mod fs;
 mod net;
+mod seccomp;
 mod spawn;
 
 pub use cgroup::{CgroupVersion, Controllers};
@@ -105,6 +108,8 @@ pub enum SandboxError {
     Spawn { step: String, source: io::Error },
     #[error("cannot start the process: {0}")]
     Exec(io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// One line of `tusk doctor` / the start-up report.
@@ -195,6 +200,8 @@ pub struct Sandbox {
     nproc: Option<u64>,
     /// The kernel answers sock_diag queries (Runtime API listeners can check their peer).
     peer_check: bool,
+    /// The system call filter every instance gets (compiled once, here).
+    seccomp: Option<Arc<seccomp::Program>>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -363,7 +370,25 @@ impl Sandbox {
             freeze_after: options.freeze_after,
             nproc: None,
             peer_check: false,
+            seccomp: None,
         };
+        // TUSK_SECCOMP=off runs instances without the filter, to measure what it costs; the
+        // node then reports itself degraded.
+        let seccomp_wanted = match std::env::var("TUSK_SECCOMP").ok().as_deref().map(str::trim) {
+            None | Some("" | "on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(SandboxError::Config(format!(
+                    "TUSK_SECCOMP={other}: expected `on` (the default) or `off` (measurements only)"
+                )))
+            }
+        };
+        let seccomp = if seccomp_wanted {
+            seccomp::kernel_supports_filters().and_then(|()| seccomp::Program::compile())
+        } else {
+            Err("disabled by TUSK_SECCOMP=off (for measurements only)".into())
+        };
+        sandbox.seccomp = seccomp.as_ref().ok().map(|(p, _)| p.clone());
         let (cg_ok, cg_detail) = match &cgroups {
             Ok(node) => (
                 true,
@@ -427,6 +452,42 @@ impl Sandbox {
                     name: "instance uid",
                     active: false,
                     detail: format!("instances run as uid {euid}, like Tusk"),
+                });
+            }
+        }
+        // Without the self-test (degraded), try the filter once on a throwaway `sh`, so that a
+        // host refusing it (a container whose own profile forbids seccomp) is reported here
+        // rather than failing every instance start.
+        let seccomp = match seccomp {
+            Ok((program, summary)) if self_test.is_err() => {
+                seccomp::probe(&program).map(|()| (program, summary))
+            }
+            other => other,
+        };
+        if seccomp.is_err() {
+            sandbox.seccomp = None;
+        }
+        match &seccomp {
+            Ok((program, summary)) => checks.push(Check {
+                name: "seccomp filter",
+                active: true,
+                detail: format!(
+                    "{} system calls refused ({}), {} BPF instructions",
+                    summary.denied,
+                    seccomp::DESCRIPTION,
+                    program.len()
+                ),
+            }),
+            Err(e) => {
+                // Not built for this architecture: not claimed, but no reason to refuse
+                // `--sandbox full` either (docs/isolation.md says so).
+                if seccomp::SUPPORTED_ARCH {
+                    missing.push("seccomp filter".to_string());
+                }
+                checks.push(Check {
+                    name: "seccomp filter",
+                    active: false,
+                    detail: e.clone(),
                 });
             }
         }
@@ -543,6 +604,7 @@ impl Sandbox {
             freeze_after: None,
             nproc: None,
             peer_check: false,
+            seccomp: None,
         }
     }
 
@@ -630,6 +692,7 @@ impl Sandbox {
         if self.ids {
             plan.ids = Some((uid, uid));
         }
+        plan.seccomp = self.seccomp.clone();
         plan.rlimits = self.rlimits(cfg, cgroup.is_some());
         let report = if self.namespaces {
             Some(std::io::pipe().map_err(SandboxError::Setup)?)
@@ -727,6 +790,7 @@ impl Sandbox {
             freeze_after: None,
             nproc: None,
             peer_check: false,
+            seccomp: self.seccomp.clone(),
         };
         let id = format!("selftest-{}", std::process::id());
         let inst = sandbox

@@ -124,6 +124,23 @@ async fn sees_the_contract_and_nothing_of_the_host() {
 }
 
 #[tokio::test]
+async fn seccomp_refuses_namespaces_but_not_ordinary_work() {
+    let Some(f) = full() else { return };
+    let inst = instance(f, "t-seccomp", 128, Network::Host);
+    let (code, out) = sh(
+        &inst,
+        "grep '^Seccomp:' /proc/self/status; unshare -Ur true 2>&1; echo unshare=$?; \
+         (echo sub) | cat; echo data > /tmp/z && cat /tmp/z",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("unshare=1"), "{out}");
+    assert!(out.contains("sub\ndata\n"), "{out}");
+}
+
+#[tokio::test]
 async fn tmp_is_capped() {
     let Some(f) = full() else { return };
     let inst = instance(f, "t-tmp", 128, Network::Host);
