@@ -9,8 +9,8 @@ impl LogSink for NoLogs {
     fn log(&self, _: &str, _: Option<&str>, _: tusk_store::LogStream, _: &str) {}
 }
 
-fn pool(reserved: Option<u32>, provisioned: u32) -> Arc<FunctionPool> {
-    let spec = LaunchSpec {
+fn spec(reserved: Option<u32>) -> LaunchSpec {
+    LaunchSpec {
         function_name: format!("svc-dev-f{reserved:?}"),
         version: "1".into(),
         kind: tusk_manifest::RuntimeKind::PhpFunction,
@@ -30,15 +30,22 @@ fn pool(reserved: Option<u32>, provisioned: u32) -> Arc<FunctionPool> {
         network: Default::default(),
         sandbox: Arc::new(tusk_sandbox::Sandbox::off()),
         volumes: Vec::new(),
-    };
-    let limits = PoolLimits {
+    }
+}
+
+fn limits() -> PoolLimits {
+    PoolLimits {
         default_max_instances: 8,
         queue_limit: 10,
         queue_wait: Duration::from_millis(50),
         idle_timeout: Duration::from_secs(60),
-    };
+    }
+}
+
+fn pool(reserved: Option<u32>, provisioned: u32) -> Arc<FunctionPool> {
+    let limits = limits();
     Arc::new(FunctionPool::new(
-        Arc::new(spec),
+        Arc::new(spec(reserved)),
         reserved,
         provisioned,
         limits,
@@ -183,4 +190,443 @@ fn the_dispatcher_fits_only_reserved_pools() {
     assert_eq!((reserved.share(), default.share()), (0, 8));
     dispatcher.set_placement(crate::Placement { index: 0, nodes: 2 });
     assert_eq!((reserved.share(), default.share()), (1, 8));
+}
+
+// ---- Fake instances: the pool's decisions without PHP ----
+
+use crate::launcher::{BoxFuture, Launcher, PoolInstance};
+use bytes::Bytes;
+use std::sync::atomic::AtomicU32;
+use tusk_instance::{FcgiFailure, Invocation, Outcome, Params, RawResponse};
+
+/// What the test sees of the fake instances and their launcher.
+#[derive(Default)]
+struct Fakes {
+    /// Every instance started, in start order.
+    started: Mutex<Vec<Arc<FakeState>>>,
+    /// How long the next starts take.
+    start_delay: Mutex<Duration>,
+    fail_starts: AtomicBool,
+    starting: AtomicUsize,
+    most_starting: AtomicUsize,
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+}
+
+impl Fakes {
+    fn starts(&self) -> usize {
+        self.started.lock().unwrap().len()
+    }
+    fn instance(&self, n: usize) -> Arc<FakeState> {
+        self.started.lock().unwrap()[n].clone()
+    }
+}
+
+/// One fake instance's state, kept by the test after the pool dropped the instance.
+struct FakeState {
+    id: usize,
+    alive: AtomicBool,
+    /// The next invocation finds the process gone before it took the event.
+    dies_before_next: AtomicBool,
+    served: AtomicU32,
+    last_used: Mutex<tokio::time::Instant>,
+}
+
+struct FakeInstance {
+    state: Arc<FakeState>,
+    fakes: Arc<Fakes>,
+}
+
+impl Drop for FakeInstance {
+    // As a real instance: dropping it kills it.
+    fn drop(&mut self) {
+        self.state.alive.store(false, Ordering::Release);
+    }
+}
+
+struct FakeLauncher(Arc<Fakes>);
+
+fn bump_max(max: &AtomicUsize, now: usize) {
+    max.fetch_max(now, Ordering::AcqRel);
+}
+
+impl Launcher for FakeLauncher {
+    fn launch(&self, _: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Running, StartError>> {
+        let fakes = self.0.clone();
+        Box::pin(async move {
+            let now = fakes.starting.fetch_add(1, Ordering::AcqRel) + 1;
+            bump_max(&fakes.most_starting, now);
+            let delay = *fakes.start_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            fakes.starting.fetch_sub(1, Ordering::AcqRel);
+            if fakes.fail_starts.load(Ordering::Acquire) {
+                return Err(StartError::InitTimeout);
+            }
+            let mut started = fakes.started.lock().unwrap();
+            let state = Arc::new(FakeState {
+                id: started.len(),
+                alive: AtomicBool::new(true),
+                dies_before_next: AtomicBool::new(false),
+                served: AtomicU32::new(0),
+                last_used: Mutex::new(tokio::time::Instant::now()),
+            });
+            started.push(state.clone());
+            drop(started);
+            Ok(Box::new(FakeInstance {
+                state,
+                fakes: fakes.clone(),
+            }) as Running)
+        })
+    }
+}
+
+impl PoolInstance for FakeInstance {
+    fn is_alive(&self) -> bool {
+        self.state.alive.load(Ordering::Acquire)
+    }
+    fn fresh(&self) -> bool {
+        self.state.served.load(Ordering::Acquire) == 0
+    }
+    fn exhausted(&self) -> bool {
+        false
+    }
+    fn idle_for(&self) -> Duration {
+        self.state.last_used.lock().unwrap().elapsed()
+    }
+    fn init_duration(&self) -> Duration {
+        Duration::from_millis(5)
+    }
+    fn max_memory_used_mb(&self) -> u64 {
+        1
+    }
+    fn begin(&self, _: &str) {
+        self.state.served.fetch_add(1, Ordering::AcqRel);
+    }
+    fn platform_line(&self, _: &str) {}
+    fn output_line(&self, _: tusk_store::LogStream, _: &str) {}
+    fn drain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            *self.state.last_used.lock().unwrap() = tokio::time::Instant::now();
+        })
+    }
+    fn take_log_tail(&self) -> String {
+        String::new()
+    }
+    /// The payload says what to do: `sleep:MS`, `hang` (past the timeout), else answer at once.
+    /// The answer is the instance's number.
+    fn invoke(&self, invocation: Invocation, timeout: Duration) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            if self.state.dies_before_next.swap(false, Ordering::AcqRel) {
+                self.state.alive.store(false, Ordering::Release);
+                return Outcome::NotDelivered;
+            }
+            let now = self.fakes.running.fetch_add(1, Ordering::AcqRel) + 1;
+            bump_max(&self.fakes.most_running, now);
+            let command = String::from_utf8_lossy(&invocation.payload).into_owned();
+            let outcome = if command == "hang" {
+                tokio::time::sleep(timeout).await;
+                // A real instance kills its process tree on a timeout.
+                self.state.alive.store(false, Ordering::Release);
+                Outcome::Timeout
+            } else {
+                if let Some(ms) = command.strip_prefix("sleep:") {
+                    let ms = ms.parse().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Outcome::Success(Bytes::from(self.state.id.to_string()))
+            };
+            self.fakes.running.fetch_sub(1, Ordering::AcqRel);
+            outcome
+        })
+    }
+    fn fastcgi<'a>(
+        &'a self,
+        _: &'a Params,
+        _: &'a Bytes,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
+        Box::pin(async { Err(FcgiFailure::NotFastCgi) })
+    }
+}
+
+fn fake_pool_with(
+    reserved: Option<u32>,
+    provisioned: u32,
+    limits: PoolLimits,
+) -> (Arc<FunctionPool>, Arc<Fakes>) {
+    let fakes = Arc::new(Fakes::default());
+    let pool = FunctionPool::with_launcher(
+        Arc::new(spec(reserved)),
+        reserved,
+        provisioned,
+        limits,
+        Arc::new(NoLogs),
+        Arc::default(),
+        Arc::new(FakeLauncher(fakes.clone())),
+    );
+    (Arc::new(pool), fakes)
+}
+
+fn fake_pool(reserved: Option<u32>) -> (Arc<FunctionPool>, Arc<Fakes>) {
+    fake_pool_with(reserved, 0, limits())
+}
+
+/// Runs `payload` and returns the number of the instance that answered.
+async fn run(pool: &Arc<FunctionPool>, payload: &'static str) -> Result<usize, String> {
+    match pool.invoke(Bytes::from(payload), None).await {
+        Ok(InvokeResult {
+            result: Ok(body), ..
+        }) => Ok(String::from_utf8_lossy(&body).parse().unwrap()),
+        Ok(InvokeResult {
+            result: Err((_, error_type)),
+            ..
+        }) => Err(error_type),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn spawn_run(
+    pool: &Arc<FunctionPool>,
+    payload: &'static str,
+) -> tokio::task::JoinHandle<Result<usize, String>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { run(&pool, payload).await })
+}
+
+const THROTTLED: &str = "too many concurrent requests";
+
+#[tokio::test(start_paused = true)]
+async fn the_first_request_starts_an_instance_from_zero() {
+    let (pool, fakes) = fake_pool(None);
+    assert_eq!(pool.instance_counts(), (0, 0));
+    assert_eq!(run(&pool, "ok").await, Ok(0));
+    assert_eq!(fakes.starts(), 1);
+    assert_eq!(pool.instance_counts(), (1, 0));
+    assert_eq!(pool.metrics().cold_starts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_instance_is_reused_instead_of_starting_another() {
+    let (pool, fakes) = fake_pool(None);
+    for _ in 0..3 {
+        assert_eq!(run(&pool, "ok").await, Ok(0));
+    }
+    assert_eq!(fakes.starts(), 1);
+    assert_eq!(fakes.instance(0).served.load(Ordering::Acquire), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_instances_run_at_once_than_the_reserved_concurrency() {
+    let limits = PoolLimits {
+        queue_wait: Duration::from_secs(10),
+        ..limits()
+    };
+    let (pool, fakes) = fake_pool_with(Some(2), 0, limits);
+    let runs: Vec<_> = (0..6).map(|_| spawn_run(&pool, "sleep:100")).collect();
+    for r in runs {
+        assert!(r.await.unwrap().is_ok());
+    }
+    assert_eq!(fakes.most_running.load(Ordering::Acquire), 2);
+    assert_eq!(fakes.starts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_wait_queue_throttles_new_requests_at_once() {
+    let limits = PoolLimits {
+        queue_limit: 1,
+        queue_wait: Duration::from_secs(10),
+        ..limits()
+    };
+    let (pool, _) = fake_pool_with(Some(1), 0, limits);
+    let busy = spawn_run(&pool, "sleep:1000");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let queued = spawn_run(&pool, "ok");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let before = tokio::time::Instant::now();
+    assert_eq!(run(&pool, "ok").await, Err(THROTTLED.into()));
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    assert_eq!(pool.metrics().throttles.load(Ordering::Relaxed), 1);
+    // The queued one is served once the busy instance frees up.
+    assert_eq!(busy.await.unwrap(), Ok(0));
+    assert_eq!(queued.await.unwrap(), Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_is_throttled_after_the_queue_wait() {
+    let (pool, _) = fake_pool(Some(1));
+    let busy = spawn_run(&pool, "sleep:1000");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let before = tokio::time::Instant::now();
+    assert_eq!(run(&pool, "ok").await, Err(THROTTLED.into()));
+    // limits().queue_wait
+    assert_eq!(before.elapsed(), Duration::from_millis(50));
+    assert_eq!(busy.await.unwrap(), Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_takes_whichever_instance_frees_first() {
+    let limits = PoolLimits {
+        queue_wait: Duration::from_secs(30),
+        ..limits()
+    };
+    let (pool, fakes) = fake_pool_with(Some(2), 0, limits);
+    let busy = spawn_run(&pool, "sleep:100");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The next start is slow: the waiter must not sit it out while instance 0 frees up.
+    *fakes.start_delay.lock().unwrap() = Duration::from_secs(5);
+    let before = tokio::time::Instant::now();
+    assert_eq!(run(&pool, "ok").await, Ok(0));
+    assert!(before.elapsed() < Duration::from_secs(1));
+    assert_eq!(busy.await.unwrap(), Ok(0));
+    // The start nobody waits for any more ends in the idle list.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(fakes.starts(), 2);
+    assert_eq!(pool.instance_counts(), (2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_twice_the_cores_start_at_once() {
+    let burst = parallel_starts() * 2 + 3;
+    let limits = PoolLimits {
+        default_max_instances: burst,
+        queue_limit: burst,
+        queue_wait: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let (pool, fakes) = fake_pool_with(None, 0, limits);
+    *fakes.start_delay.lock().unwrap() = Duration::from_secs(1);
+    let runs: Vec<_> = (0..burst).map(|_| spawn_run(&pool, "sleep:10")).collect();
+    for r in runs {
+        assert!(r.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        fakes.most_starting.load(Ordering::Acquire),
+        parallel_starts()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_share_of_zero_throttles_and_growing_it_serves_again() {
+    let (pool, _) = fake_pool(Some(2));
+    pool.set_share(0);
+    assert_eq!(run(&pool, "ok").await, Err(THROTTLED.into()));
+    pool.set_share(1);
+    assert_eq!(run(&pool, "ok").await, Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shrinking_the_share_lets_running_requests_finish_and_caps_new_ones() {
+    let limits = PoolLimits {
+        queue_wait: Duration::from_secs(30),
+        ..limits()
+    };
+    let (pool, fakes) = fake_pool_with(Some(3), 0, limits);
+    let runs: Vec<_> = (0..3).map(|_| spawn_run(&pool, "sleep:100")).collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(fakes.running.load(Ordering::Acquire), 3);
+    pool.set_share(1);
+    for r in runs {
+        assert!(r.await.unwrap().is_ok(), "a running request was cut off");
+    }
+    fakes.most_running.store(0, Ordering::Release);
+    let runs: Vec<_> = (0..4).map(|_| spawn_run(&pool, "sleep:100")).collect();
+    for r in runs {
+        assert!(r.await.unwrap().is_ok());
+    }
+    assert_eq!(fakes.most_running.load(Ordering::Acquire), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_instances_are_reaped_after_the_idle_timeout_down_to_the_provisioned_floor() {
+    let limits = PoolLimits {
+        queue_wait: Duration::from_secs(30),
+        ..limits()
+    };
+    let (pool, fakes) = fake_pool_with(Some(3), 1, limits);
+    let runs: Vec<_> = (0..3).map(|_| spawn_run(&pool, "sleep:100")).collect();
+    for r in runs {
+        assert!(r.await.unwrap().is_ok());
+    }
+    assert_eq!(pool.instance_counts(), (3, 0));
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    pool.reap_idle();
+    assert_eq!(
+        pool.instance_counts(),
+        (3, 0),
+        "reaped before the idle timeout"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pool.reap_idle();
+    assert_eq!(pool.instance_counts(), (1, 0));
+    let alive = (0..3)
+        .filter(|n| fakes.instance(*n).alive.load(Ordering::Acquire))
+        .count();
+    assert_eq!(alive, 1, "reaped instances are stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn provisioned_instances_are_started_ahead_of_requests() {
+    let (pool, fakes) = fake_pool_with(Some(4), 2, limits());
+    pool.ensure_provisioned().await;
+    assert_eq!((fakes.starts(), pool.instance_counts()), (2, (2, 0)));
+    assert_eq!(run(&pool, "ok").await.map(|_| fakes.starts()), Ok(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_retires_the_old_pool_and_stops_its_instances() {
+    let dispatcher = crate::Dispatcher::default();
+    let (old, old_fakes) = fake_pool(None);
+    dispatcher.swap(&[], vec![old.clone()]);
+    assert_eq!(run(&old, "ok").await, Ok(0));
+    let in_flight = spawn_run(&old, "sleep:100");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (new, _) = fake_pool(None);
+    dispatcher.swap(&[old.name().to_string()], vec![new.clone()]);
+    assert!(Arc::ptr_eq(&dispatcher.get(old.name()).unwrap(), &new));
+    // The in-flight request finishes on the old version; its instance is not kept.
+    assert_eq!(in_flight.await.unwrap(), Ok(0));
+    assert_eq!(old.instance_counts(), (0, 0));
+    assert!(!old_fakes.instance(0).alive.load(Ordering::Acquire));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_instance_is_replaced_by_a_fresh_one() {
+    let (pool, fakes) = fake_pool(None);
+    assert_eq!(run(&pool, "hang").await, Err("Sandbox.Timedout".into()));
+    assert_eq!(pool.metrics().timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(pool.instance_counts(), (0, 0));
+    assert_eq!(run(&pool, "ok").await, Ok(1));
+    assert_eq!(fakes.starts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_died_while_idle_is_replaced() {
+    let (pool, fakes) = fake_pool(None);
+    assert_eq!(run(&pool, "ok").await, Ok(0));
+    fakes.instance(0).alive.store(false, Ordering::Release);
+    assert_eq!(run(&pool, "ok").await, Ok(1));
+    assert_eq!(pool.instance_counts(), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_the_dead_instance_never_took_is_retried_on_a_fresh_one() {
+    let (pool, fakes) = fake_pool(None);
+    assert_eq!(run(&pool, "ok").await, Ok(0));
+    fakes
+        .instance(0)
+        .dies_before_next
+        .store(true, Ordering::Release);
+    assert_eq!(run(&pool, "ok").await, Ok(1));
+    assert_eq!(pool.metrics().invocations.load(Ordering::Relaxed), 2);
+    assert_eq!(pool.metrics().errors.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_answers_with_an_init_error_and_the_next_request_tries_again() {
+    let (pool, fakes) = fake_pool(None);
+    fakes.fail_starts.store(true, Ordering::Release);
+    assert_eq!(run(&pool, "ok").await, Err("Runtime.InitTimeout".into()));
+    assert_eq!(pool.instance_counts(), (0, 0));
+    fakes.fail_starts.store(false, Ordering::Release);
+    assert_eq!(run(&pool, "ok").await, Ok(0));
 }
