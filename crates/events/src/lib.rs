@@ -643,3 +643,6 @@ impl Events {
         self.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests;

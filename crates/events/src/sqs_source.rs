@@ -68,7 +68,12 @@ async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> V
     batch
 }
 
-async fn handle(events: &Events, function: &str, mapping: &SqsMapping, batch: Vec<Message>) {
+pub(crate) async fn handle(
+    events: &Events,
+    function: &str,
+    mapping: &SqsMapping,
+    batch: Vec<Message>,
+) {
     // A removed function: its pollers are being stopped; the batch reappears later.
     if events.invoker.max_concurrency(function).is_none() {
         return;
