@@ -3,8 +3,13 @@
 //! records, and SQS batches (partial failures, redrive, order).
 
 use super::*;
-use crate::store::now_ms;
+// The queue database's names in one place (the `seams` step renames `store` to `queue_db`).
+use crate::store::{now_ms, QueueStore as QueueDb};
 use std::collections::VecDeque;
+
+fn db(events: &Events) -> &QueueDb {
+    events.store()
+}
 
 /// Answers invocations from a script, recording the payloads it was given.
 #[derive(Default)]
@@ -61,7 +66,7 @@ async fn engine(
     retry_base_delay: Duration,
 ) -> (Arc<Events>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = QueueStore::open(&dir.path().join("events.db")).unwrap();
+    let store = QueueDb::open(&dir.path().join("events.db")).unwrap();
     let settings = EventSettings {
         retry_base_delay,
         region: "us-east-1".into(),
@@ -216,8 +221,7 @@ async fn an_async_event_runs_again_after_its_failures_and_its_success_is_recorde
     let answer = Invoked::Response(Bytes::from_static(br#""third time""#));
     let invoker = FakeInvoker::answering(vec![failed(), failed(), answer]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
-    events
-        .store()
+    db(&events)
         .run(Op::CreateQueue(queue("done", 0, None)))
         .await
         .unwrap();
@@ -236,7 +240,7 @@ async fn an_async_event_runs_again_after_its_failures_and_its_success_is_recorde
 /// Waits (real time: the store's clock) for one message on `queue`.
 async fn wait_for_one(events: &Events, queue: &str) -> serde_json::Value {
     for _ in 0..200 {
-        if let Some(m) = events.store().receive(queue, 1, 1000).await.unwrap().pop() {
+        if let Some(m) = db(events).receive(queue, 1, 1000).await.unwrap().pop() {
             return serde_json::from_str(&m.body).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -268,7 +272,7 @@ fn mapping(report_batch_item_failures: bool) -> SqsMapping {
 /// Events with a `jobs` queue (redriven to `jobs-dlq` after two receives) holding a, b, c.
 async fn with_jobs(invoker: Arc<FakeInvoker>) -> (Arc<Events>, tempfile::TempDir, Vec<String>) {
     let (events, dir) = engine(invoker, Duration::from_secs(60)).await;
-    let store = events.store();
+    let store = db(&events);
     store
         .run(Op::CreateQueue(queue("jobs-dlq", 0, None)))
         .await
@@ -288,7 +292,7 @@ async fn with_jobs(invoker: Arc<FakeInvoker>) -> (Arc<Events>, tempfile::TempDir
 
 /// Receives what is visible on `jobs` (visible again at once if not deleted).
 async fn receive_jobs(events: &Events) -> Vec<Message> {
-    events.store().receive("jobs", 10, 0).await.unwrap()
+    db(events).receive("jobs", 10, 0).await.unwrap()
 }
 
 fn bodies(messages: &[Message]) -> Vec<&str> {
@@ -338,7 +342,7 @@ async fn batch_item_failures_keep_only_the_failed_messages_then_redrive_them_to_
     // A failed batch leaves its messages; past maxReceiveCount (2) they go to the DLQ.
     sqs_source::handle(&events, "svc-dev-f", &mapping(true), again).await;
     assert!(receive_jobs(&events).await.is_empty());
-    let dead = events.store().receive("jobs-dlq", 10, 1000).await.unwrap();
+    let dead = db(&events).receive("jobs-dlq", 10, 1000).await.unwrap();
     assert_eq!(bodies(&dead), vec!["b"]);
 }
 
