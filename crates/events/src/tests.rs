@@ -237,9 +237,30 @@ async fn an_async_event_runs_again_after_its_failures_and_its_success_is_recorde
     assert_eq!(invoker.calls(), 3);
 }
 
+#[tokio::test]
+async fn a_throttled_async_event_runs_again_as_the_same_attempt() {
+    let answer = Invoked::Response(Bytes::from_static(b"1"));
+    let invoker = FakeInvoker::answering(vec![Invoked::Throttled, answer]);
+    let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
+    db(&events)
+        .run(Op::CreateQueue(queue("done", 0, None)))
+        .await
+        .unwrap();
+    events.configure(config(0)).await.unwrap();
+    events
+        .invoke_async("svc-dev-f", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    // After the back-off (2 s on the first delivery), not dropped though retries are 0.
+    let record = wait_for_one(&events, "done").await;
+    assert_eq!(record["requestContext"]["condition"], "Success");
+    assert_eq!(record["requestContext"]["approximateInvokeCount"], 1);
+    assert_eq!(invoker.calls(), 2);
+}
+
 /// Waits (real time: the store's clock) for one message on `queue`.
 async fn wait_for_one(events: &Events, queue: &str) -> serde_json::Value {
-    for _ in 0..200 {
+    for _ in 0..400 {
         if let Some(m) = db(events).receive(queue, 1, 1000).await.unwrap().pop() {
             return serde_json::from_str(&m.body).unwrap();
         }

@@ -478,3 +478,39 @@ async fn a_failed_start_answers_with_an_init_error_and_the_next_request_tries_ag
     fakes.fail_starts.store(false, Ordering::Release);
     assert_eq!(run(&pool, "ok").await, Ok(0));
 }
+
+/// Sends one web request; the instance's number, or how it failed.
+async fn web(pool: &Arc<FunctionPool>, body: &'static str) -> Result<usize, String> {
+    let result = pool
+        .http(
+            "req".into(),
+            tusk_instance::Params::new(),
+            Bytes::from(body),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match result.outcome {
+        WebOutcome::Response(raw) => Ok(String::from_utf8_lossy(&raw.stdout).parse().unwrap()),
+        WebOutcome::Timeout => Err("timeout".into()),
+        WebOutcome::Crashed(why) => Err(why),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn web_requests_reuse_a_worker_and_a_timed_out_worker_is_replaced() {
+    let (pool, fakes) = fake_pool(None);
+    assert_eq!(web(&pool, "ok").await, Ok(0));
+    assert_eq!(web(&pool, "ok").await, Ok(0));
+    assert_eq!(web(&pool, "hang").await, Err("timeout".into()));
+    assert_eq!(pool.metrics().timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(web(&pool, "ok").await, Ok(1));
+    assert_eq!(fakes.starts(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_web_request_that_cannot_start_a_worker_is_answered_as_a_crash() {
+    let (pool, fakes) = fake_pool(None);
+    fakes.fail_starts.store(true, Ordering::Release);
+    let why = web(&pool, "ok").await.unwrap_err();
+    assert!(why.contains("Runtime.InitTimeout"), "{why}");
+}

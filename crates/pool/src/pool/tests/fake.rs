@@ -150,12 +150,24 @@ impl PoolInstance for FakeInstance {
             outcome
         })
     }
+    /// The body says what to do, as for [`Self::invoke`]; stdout is the instance's number.
     fn fastcgi<'a>(
         &'a self,
         _: &'a Params,
-        _: &'a Bytes,
-        _: Duration,
+        body: &'a Bytes,
+        timeout: Duration,
     ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
-        Box::pin(async { Err(FcgiFailure::NotFastCgi) })
+        Box::pin(async move {
+            if body.as_ref() == b"hang" {
+                tokio::time::sleep(timeout).await;
+                self.state.alive.store(false, Ordering::Release);
+                return Err(FcgiFailure::Timeout);
+            }
+            Ok(RawResponse {
+                stdout: Bytes::from(self.state.id.to_string()),
+                stderr: Bytes::new(),
+                app_status: 0,
+            })
+        })
     }
 }
