@@ -4,6 +4,7 @@
 //! Everything durable goes through [`store::QueueStore`]; an event is acknowledged only after
 //! its commit, and removed only in the same commit that records where its outcome went.
 
+mod invoker;
 pub mod records;
 mod schedules;
 mod sqs_source;
@@ -20,7 +21,8 @@ use std::time::Duration;
 use store::{Message, NewMessage, Op, QueueConfig, QueueError, QueueStore};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
-use tusk_pool::{AcquireError, Dispatcher};
+
+pub use invoker::{Invoked, Invoker};
 
 /// Lambda's limit on an async (Event) payload.
 pub const MAX_ASYNC_PAYLOAD: usize = 256 * 1024;
@@ -156,7 +158,7 @@ struct FunctionState {
 
 pub struct Events {
     store: QueueStore,
-    dispatcher: Arc<Dispatcher>,
+    invoker: Arc<dyn Invoker>,
     settings: EventSettings,
     functions: RwLock<HashMap<String, FunctionState>>,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -205,14 +207,14 @@ pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
 impl Events {
     pub async fn start(
         store: QueueStore,
-        dispatcher: Arc<Dispatcher>,
+        invoker: Arc<dyn Invoker>,
         settings: EventSettings,
     ) -> Result<Arc<Events>, QueueError> {
         // A single node restarting owns everything that was in flight: deliver it again.
         store.run(Op::ReleaseInternal).await?;
         let events = Arc::new(Events {
             store,
-            dispatcher,
+            invoker,
             settings,
             functions: RwLock::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
@@ -390,11 +392,7 @@ impl Events {
 
     /// How many of `function`'s async events this node runs at once.
     pub fn limit_for(&self, function: &str) -> Arc<Semaphore> {
-        let permits = self
-            .dispatcher
-            .get(function)
-            .map(|p| p.max_concurrency())
-            .unwrap_or(1);
+        let permits = self.invoker.max_concurrency(function).unwrap_or(1);
         let mut map = match self.in_flight.lock() {
             Ok(m) => m,
             Err(e) => e.into_inner(),
@@ -408,10 +406,7 @@ impl Events {
     /// share of `reservedConcurrency` in a cluster) and how many slots are free; `(0, 0)`
     /// when it has no pool here.
     pub fn slots(&self, function: &str) -> (usize, usize) {
-        self.dispatcher
-            .get(function)
-            .map(|p| (p.share(), p.free_slots()))
-            .unwrap_or((0, 0))
+        self.invoker.slots(function).unwrap_or((0, 0))
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
@@ -546,12 +541,16 @@ impl Events {
             tracing::warn!(function = %config.function, request_id = %event.id, "async event older than maximumEventAge dropped");
             return Decision::Complete(fail("EventAgeExceeded", None, None));
         }
-        let Some(pool) = self.dispatcher.get(&config.function) else {
-            tracing::warn!(function = %config.function, request_id = %event.id, "async event for a removed function dropped");
-            return Decision::Complete(vec![]);
-        };
-        match pool.invoke(Bytes::from(event.body.clone()), None).await {
-            Err(AcquireError::Throttled) => {
+        match self
+            .invoker
+            .invoke(&config.function, Bytes::from(event.body.clone()))
+            .await
+        {
+            Invoked::NoSuchFunction => {
+                tracing::warn!(function = %config.function, request_id = %event.id, "async event for a removed function dropped");
+                Decision::Complete(vec![])
+            }
+            Invoked::Throttled => {
                 self.counters
                     .async_throttled
                     .fetch_add(1, Ordering::Relaxed);
@@ -560,25 +559,25 @@ impl Events {
                     Duration::from_secs(1 << deliveries.min(6)).min(Duration::from_secs(60)),
                 )
             }
-            Err(AcquireError::Start(e)) => self.after_error(config, event, None, e.to_string()),
-            Ok(result) => match result.result {
-                Ok(response) => {
-                    self.counters
-                        .async_succeeded
-                        .fetch_add(1, Ordering::Relaxed);
-                    let record = records::invocation_record(&records::Outcome {
-                        request_id: &event.id,
-                        function_arn: &config.function_arn,
-                        condition: "Success",
-                        invoke_count: attempt + 1,
-                        request_payload: event.body.as_bytes(),
-                        response: Some(&response),
-                        function_error: None,
-                    });
-                    Decision::Complete(self.destination_send(&config.on_success, record))
-                }
-                Err((body, error_type)) => self.after_error(config, event, Some(body), error_type),
-            },
+            Invoked::StartFailed(e) => self.after_error(config, event, None, e.to_string()),
+            Invoked::Response(response) => {
+                self.counters
+                    .async_succeeded
+                    .fetch_add(1, Ordering::Relaxed);
+                let record = records::invocation_record(&records::Outcome {
+                    request_id: &event.id,
+                    function_arn: &config.function_arn,
+                    condition: "Success",
+                    invoke_count: attempt + 1,
+                    request_payload: event.body.as_bytes(),
+                    response: Some(&response),
+                    function_error: None,
+                });
+                Decision::Complete(self.destination_send(&config.on_success, record))
+            }
+            Invoked::FunctionError { body, error_type } => {
+                self.after_error(config, event, Some(body), error_type)
+            }
         }
     }
 
@@ -644,3 +643,6 @@ impl Events {
         self.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests;

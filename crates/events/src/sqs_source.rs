@@ -4,13 +4,12 @@
 
 use crate::records::sqs_record;
 use crate::store::{Message, Op};
-use crate::{Events, SqsMapping};
+use crate::{Events, Invoked, SqsMapping};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tusk_pool::AcquireError;
 
 pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMapping) {
     let idle = Duration::from_millis(200);
@@ -69,16 +68,26 @@ async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> V
     batch
 }
 
-async fn handle(events: &Events, function: &str, mapping: &SqsMapping, batch: Vec<Message>) {
-    let Some(pool) = events.dispatcher.get(function) else {
+pub(crate) async fn handle(
+    events: &Events,
+    function: &str,
+    mapping: &SqsMapping,
+    batch: Vec<Message>,
+) {
+    // A removed function: its pollers are being stopped; the batch reappears later.
+    if events.invoker.max_concurrency(function).is_none() {
         return;
-    };
+    }
     let region = &events.settings.region;
     let records: Vec<serde_json::Value> = batch.iter().map(|m| sqs_record(region, m)).collect();
     let event = serde_json::json!({ "Records": records });
     events.counters.sqs_batches.fetch_add(1, Ordering::Relaxed);
-    let failed: HashSet<String> = match pool.invoke(Bytes::from(event.to_string()), None).await {
-        Err(AcquireError::Throttled) => {
+    let failed: HashSet<String> = match events
+        .invoker
+        .invoke(function, Bytes::from(event.to_string()))
+        .await
+    {
+        Invoked::Throttled => {
             // Give the messages back right away; the function is busy, not failing.
             for m in &batch {
                 let _ = events
@@ -94,13 +103,13 @@ async fn handle(events: &Events, function: &str, mapping: &SqsMapping, batch: Ve
             }
             return;
         }
-        Err(AcquireError::Start(_)) => return,
-        Ok(result) => match result.result {
-            // The whole batch failed: leave it to reappear after the visibility timeout.
-            Err(_) => return,
-            Ok(response) if mapping.report_batch_item_failures => failed_items(&response, &batch),
-            Ok(_) => HashSet::new(),
-        },
+        Invoked::StartFailed(_) | Invoked::NoSuchFunction => return,
+        // The whole batch failed: leave it to reappear after the visibility timeout.
+        Invoked::FunctionError { .. } => return,
+        Invoked::Response(response) if mapping.report_batch_item_failures => {
+            failed_items(&response, &batch)
+        }
+        Invoked::Response(_) => HashSet::new(),
     };
     for m in batch.iter().filter(|m| !failed.contains(&m.id)) {
         delete_handled(events, m).await;

@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod package;
 mod php;
+mod pool_invoker;
 pub mod routes;
 mod sandbox;
 mod sqs_api;
@@ -303,7 +304,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         .map_err(startup("cannot open the event database"))?;
     let events = tusk_events::Events::start(
         queue_store,
-        dispatcher.clone(),
+        Arc::new(pool_invoker::PoolInvoker(dispatcher.clone())),
         tusk_events::EventSettings {
             retry_base_delay: config.async_retry_delay,
             region: "us-east-1".into(),

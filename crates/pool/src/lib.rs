@@ -1,9 +1,11 @@
 //! The dispatcher and per-function pools: acquire a warm instance or start one, cap concurrency,
 //! queue and throttle, time out, recycle, scale to zero, keep provisioned instances warm.
 
+mod launcher;
 mod metrics;
 mod pool;
 
+pub use launcher::{BoxFuture, InstanceLauncher, Launcher, PoolInstance, Running};
 pub use metrics::{FunctionMetrics, DURATION_BUCKETS_MS};
 pub use pool::{AcquireError, FunctionPool, InvokeResult, PoolLimits, WebOutcome, WebResult};
 
