@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
-use tusk_store::LogStream;
+use tusk_logs::LogStream;
 
 pub use fcgi::{FcgiFailure, MAX_WEB_RESPONSE_BYTES};
 pub use process::ExitInfo;

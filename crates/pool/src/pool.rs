@@ -505,7 +505,7 @@ impl FunctionPool {
         self.logs.log(
             self.name(),
             Some(request_id),
-            tusk_store::LogStream::Platform,
+            tusk_logs::LogStream::Platform,
             &line,
         );
         InvokeResult {
@@ -681,7 +681,7 @@ impl FunctionPool {
         }
         if let WebOutcome::Response(raw) = &outcome {
             for line in String::from_utf8_lossy(&raw.stderr).lines() {
-                instance.output_line(tusk_store::LogStream::Stderr, line);
+                instance.output_line(tusk_logs::LogStream::Stderr, line);
             }
         }
         self.end(instance, &request_id, started, lease.cold).await;
@@ -770,7 +770,7 @@ mod tests {
 
     struct NoLogs;
     impl LogSink for NoLogs {
-        fn log(&self, _: &str, _: Option<&str>, _: tusk_store::LogStream, _: &str) {}
+        fn log(&self, _: &str, _: Option<&str>, _: tusk_logs::LogStream, _: &str) {}
     }
 
     fn pool(reserved: Option<u32>, provisioned: u32) -> Arc<FunctionPool> {

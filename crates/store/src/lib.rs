@@ -9,6 +9,8 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use serde::{Deserialize, Serialize};
+/// The log line types, re-exported: they are in the [`Store`] signatures.
+pub use tusk_logs::{LogLine, LogStream, NewLogLine};
 use tusk_manifest::{FunctionSpec, ServiceSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,70 +44,6 @@ impl ServiceRecord {
             .functions
             .iter()
             .map(|f| (self.spec.function_name(f), f))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-    Platform,
-}
-
-impl LogStream {
-    fn as_str(self) -> &'static str {
-        match self {
-            LogStream::Stdout => "stdout",
-            LogStream::Stderr => "stderr",
-            LogStream::Platform => "platform",
-        }
-    }
-    fn parse(s: &str) -> LogStream {
-        match s {
-            "stderr" => LogStream::Stderr,
-            "platform" => LogStream::Platform,
-            _ => LogStream::Stdout,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewLogLine {
-    pub function: String,
-    pub ts_ms: i64,
-    pub request_id: Option<String>,
-    pub stream: LogStream,
-    pub line: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogLine {
-    pub id: i64,
-    pub ts_ms: i64,
-    pub request_id: Option<String>,
-    pub stream: LogStream,
-    pub line: String,
-}
-
-impl LogLine {
-    /// Pushes this entry onto `out` as lines: an entry of consecutive platform lines
-    /// (START/END/REPORT, stored together to save writes) becomes one line each, all with the
-    /// entry's id, so cursors stay per entry.
-    pub fn push_expanded(self, out: &mut Vec<LogLine>) {
-        if self.stream == LogStream::Platform && self.line.contains('\n') {
-            for part in self.line.split('\n') {
-                out.push(LogLine {
-                    id: self.id,
-                    ts_ms: self.ts_ms,
-                    request_id: self.request_id.clone(),
-                    stream: self.stream,
-                    line: part.to_string(),
-                });
-            }
-        } else {
-            out.push(self);
-        }
     }
 }
 
