@@ -101,6 +101,9 @@ mod tests {
         entry(LogStream::Platform, "START\nEND\nREPORT").push_expanded(&mut out);
         entry(LogStream::Stdout, "a\nb").push_expanded(&mut out);
         let lines: Vec<_> = out.iter().map(|l| (l.id, l.line.as_str())).collect();
-        assert_eq!(lines, [(7, "START"), (7, "END"), (7, "REPORT"), (7, "a\nb")]);
+        assert_eq!(
+            lines,
+            [(7, "START"), (7, "END"), (7, "REPORT"), (7, "a\nb")]
+        );
     }
 }
