@@ -10,7 +10,7 @@ use std::time::Duration;
 use tusk_instance::{LaunchSpec, LogSink};
 use tusk_manifest::{FunctionSpec, RuntimeKind, ServiceSpec};
 use tusk_pool::{Dispatcher, FunctionPool, PoolLimits};
-use tusk_store::{ServiceRecord, Store};
+use tusk_store::{LogStore, Registry, ServiceRecord};
 
 pub const ACCOUNT_ID: &str = "000000000000";
 
@@ -24,7 +24,9 @@ pub struct PhpInstall {
 }
 
 pub struct ControlPlane {
-    pub store: Arc<dyn Store>,
+    pub registry: Arc<dyn Registry>,
+    /// Where function logs are kept (read by the admin API; written through `logs`).
+    pub log_store: Arc<dyn LogStore>,
     pub dispatcher: Arc<Dispatcher>,
     pub routes: RwLock<Arc<RouteTable>>,
     pub services: RwLock<Vec<ServiceRecord>>,
@@ -78,7 +80,8 @@ pub fn function_arn(region: &str, name: &str) -> String {
 impl ControlPlane {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
+        registry: Arc<dyn Registry>,
+        log_store: Arc<dyn LogStore>,
         data_dir: PathBuf,
         php: Option<PhpInstall>,
         php_runtime_dir: PathBuf,
@@ -89,7 +92,8 @@ impl ControlPlane {
         base_url: String,
     ) -> ControlPlane {
         ControlPlane {
-            store,
+            registry,
+            log_store,
             dispatcher,
             events,
             socket_dir: socket_dir(&data_dir),
@@ -183,8 +187,8 @@ impl ControlPlane {
 
     /// Brings every stored service up (after a restart).
     pub async fn restore(&self) -> Result<(), GatewayError> {
-        let store = self.store.clone();
-        let records = blocking(move || Ok(store.services()?)).await?;
+        let registry = self.registry.clone();
+        let records = blocking(move || Ok(registry.services()?)).await?;
         for record in records {
             if let Err(e) = self.ensure_code(&record.package).await {
                 tracing::error!(service = %record.spec.service, error = %e, "cannot restore service");
@@ -493,11 +497,11 @@ impl ControlPlane {
             )));
         }
         self.event_configs(&spec).await?;
-        let store = self.store.clone();
+        let registry = self.registry.clone();
         let pkg = package.to_string();
         let spec_for_store = spec.clone();
         let record = blocking(move || {
-            Ok(store.put_service(&spec_for_store, &pkg, crate::logs::now_ms())?)
+            Ok(registry.put_service(&spec_for_store, &pkg, crate::logs::now_ms())?)
         })
         .await?;
         self.activate(record.clone(), true).await;
@@ -581,9 +585,9 @@ impl ControlPlane {
 
     pub async fn remove(&self, service: &str, stage: &str) -> Result<Vec<String>, GatewayError> {
         let _guard = self.deploy_lock.lock().await;
-        let store = self.store.clone();
+        let registry = self.registry.clone();
         let (svc, stg) = (service.to_string(), stage.to_string());
-        let removed = blocking(move || Ok(store.remove_service(&svc, &stg)?)).await?;
+        let removed = blocking(move || Ok(registry.remove_service(&svc, &stg)?)).await?;
         let Some(record) = removed else {
             return Err(GatewayError::NotFound(format!(
                 "service {service} has no deployment at stage {stage}"

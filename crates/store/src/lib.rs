@@ -1,15 +1,21 @@
-//! Durable node state: deployed services and their functions, and function logs.
+//! Durable node state, as two seams: the [`Registry`] of deployed services and their versions,
+//! and the [`LogStore`] of function logs.
 //!
-//! [`Store`] is the seam between a single node (embedded SQLite, [`SqliteStore`]) and a cluster
-//! (NATS JetStream, `tusk_cluster::ClusterStore`). Calls are synchronous; async callers use
-//! `spawn_blocking`.
+//! Each has a single-node implementation in SQLite ([`SqliteRegistry`], [`SqliteLogStore`],
+//! sharing the node's database file, [`NodeDb`]) and a cluster one over NATS JetStream
+//! (`tusk_cluster::JetStreamRegistry`, `tusk_cluster::JetStreamLogStore`). Calls are
+//! synchronous; async callers use `spawn_blocking`. Nothing here runs functions or speaks HTTP.
 
-mod sqlite;
+mod db;
+mod log_store;
+mod registry;
 
-pub use sqlite::SqliteStore;
+pub use db::NodeDb;
+pub use log_store::SqliteLogStore;
+pub use registry::SqliteRegistry;
 
 use serde::{Deserialize, Serialize};
-/// The log line types, re-exported: they are in the [`Store`] signatures.
+/// The log line types, re-exported: they are in the [`LogStore`] signatures.
 pub use tusk_logs::{LogLine, LogStream, NewLogLine};
 use tusk_manifest::{FunctionSpec, ServiceSpec};
 
@@ -19,8 +25,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The cluster's registry or log stream failed (the source is a `tusk_cluster::ClusterError`,
+    /// which this crate cannot name).
     #[error("cluster: {0}")]
-    Cluster(String),
+    Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot open the data directory {path}: {source}")]
     Io {
         path: String,
@@ -47,7 +55,8 @@ impl ServiceRecord {
     }
 }
 
-pub trait Store: Send + Sync + 'static {
+/// The services deployed and their versions: what the node runs.
+pub trait Registry: Send + Sync + 'static {
     /// Records a new version of `spec.service` at `spec.stage`; returns the version number.
     fn put_service(
         &self,
@@ -62,6 +71,11 @@ pub trait Store: Send + Sync + 'static {
         service: &str,
         stage: &str,
     ) -> Result<Option<ServiceRecord>, StoreError>;
+}
+
+/// Function log lines. Retention is each implementation's own business (a pruning task for
+/// SQLite, stream limits for JetStream), so it is not part of the seam.
+pub trait LogStore: Send + Sync + 'static {
     fn append_logs(&self, lines: &[NewLogLine]) -> Result<(), StoreError>;
     /// Lines of `function` newer than `since_ms` with id above `after_id`, oldest first.
     fn logs(
@@ -71,6 +85,4 @@ pub trait Store: Send + Sync + 'static {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError>;
-    /// Deletes lines older than `before_ms`; returns how many went.
-    fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError>;
 }
