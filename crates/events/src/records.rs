@@ -36,7 +36,7 @@ pub struct Outcome<'a> {
 pub fn invocation_record(o: &Outcome<'_>) -> Value {
     let mut record = json!({
         "version": "1.0",
-        "timestamp": iso(crate::store::now_ms()),
+        "timestamp": iso(crate::queue_db::now_ms()),
         "requestContext": {
             "requestId": o.request_id,
             "functionArn": format!("{}:$LATEST", o.function_arn),
@@ -83,7 +83,7 @@ pub fn queue_arn(region: &str, queue: &str) -> String {
 }
 
 /// One SQS record of an `sqs` event.
-pub fn sqs_record(region: &str, m: &crate::store::Message) -> Value {
+pub fn sqs_record(region: &str, m: &crate::queue_db::Message) -> Value {
     json!({
         "messageId": m.id,
         "receiptHandle": m.receipt,

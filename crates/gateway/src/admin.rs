@@ -133,7 +133,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let stats = state
         .control
         .events
-        .store()
+        .queue_db()
         .stats()
         .await
         .unwrap_or_default();

@@ -305,9 +305,9 @@ impl ControlPlane {
             let dlq = (q.max_receive_count > 0).then(|| format!("{}-dlq", q.name));
             if let Some(dlq) = &dlq {
                 self.events
-                    .store()
-                    .run(tusk_events::store::Op::CreateQueue(
-                        tusk_events::store::QueueConfig {
+                    .queue_db()
+                    .run(tusk_events::queue_db::Op::CreateQueue(
+                        tusk_events::queue_db::QueueConfig {
                             name: dlq.clone(),
                             visibility_timeout_s: q.visibility_timeout,
                             max_receive_count: 0,
@@ -319,9 +319,9 @@ impl ControlPlane {
                     .map_err(|e| GatewayError::Internal(e.to_string()))?;
             }
             self.events
-                .store()
-                .run(tusk_events::store::Op::CreateQueue(
-                    tusk_events::store::QueueConfig {
+                .queue_db()
+                .run(tusk_events::queue_db::Op::CreateQueue(
+                    tusk_events::queue_db::QueueConfig {
                         name: q.name.clone(),
                         visibility_timeout_s: q.visibility_timeout,
                         max_receive_count: q.max_receive_count,
@@ -342,7 +342,7 @@ impl ControlPlane {
     ) -> Result<Vec<tusk_events::FunctionEvents>, GatewayError> {
         let queues: Vec<String> = self
             .events
-            .store()
+            .queue_db()
             .queues()
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?

@@ -312,7 +312,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         .local_addr()
         .map_err(startup("cannot read the listen address"))?;
     let dispatcher = Arc::new(tusk_pool::Dispatcher::default());
-    let queue_store = tusk_events::store::QueueStore::open(&data_dir.join("events.db"))
+    let queue_store = tusk_events::queue_db::QueueDb::open(&data_dir.join("events.db"))
         .map_err(startup("cannot open the event database"))?;
     let events = tusk_events::Events::start(
         queue_store,
@@ -326,7 +326,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     .map_err(startup("cannot start the event engine"))?;
     if let Some(cluster) = &cluster {
         events
-            .store()
+            .queue_db()
             .set_shared(tusk_cluster::JetStreamQueues::start(cluster.clone()));
         events.set_transport(Arc::new(tusk_cluster::JetStreamTransport::new(
             cluster.clone(),

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
+use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
 use tusk_events::records::{md5_hex, queue_arn, ACCOUNT_ID};
-use tusk_events::store::{NewMessage, Op, QueueConfig, QueueError};
 
 pub fn is_sqs(headers: &http::HeaderMap) -> bool {
     headers
@@ -106,7 +106,7 @@ fn queue_url(state: &AppState, name: &str) -> String {
 }
 
 async fn user_queue(state: &AppState, name: &str) -> Result<QueueConfig, SqsError> {
-    match state.control.events.store().queue(name).await? {
+    match state.control.events.queue_db().queue(name).await? {
         Some(q) if !q.internal => Ok(q),
         _ => Err(SqsError::missing_queue(name)),
     }
@@ -177,7 +177,7 @@ pub async fn handle(state: &AppState, parts: &http::request::Parts, body: Bytes)
 }
 
 async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsError> {
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     match action {
         "CreateQueue" => {
             let name = req
