@@ -12,8 +12,6 @@ use tusk_manifest::{FunctionSpec, RuntimeKind, ServiceSpec};
 use tusk_pool::{Dispatcher, FunctionPool, PoolLimits};
 use tusk_store::{LogStore, Registry, ServiceRecord};
 
-pub const ACCOUNT_ID: &str = "000000000000";
-
 /// Where PHP lives on this node.
 #[derive(Debug, Clone)]
 pub struct PhpInstall {
@@ -71,10 +69,6 @@ pub fn socket_dir(data_dir: &Path) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut h);
     std::env::temp_dir().join(format!("tusk-run-{:016x}", h.finish()))
-}
-
-pub fn function_arn(region: &str, name: &str) -> String {
-    format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}")
 }
 
 impl ControlPlane {
@@ -160,11 +154,7 @@ impl ControlPlane {
 
     /// Finds a function by full name, ARN (with an optional qualifier), or unique short name.
     pub fn resolve(&self, name: &str) -> Option<(ServiceRecord, FunctionSpec, String)> {
-        let name = name
-            .strip_prefix("arn:aws:lambda:")
-            .and_then(|rest| rest.split(":function:").nth(1))
-            .map(|n| n.split(':').next().unwrap_or(n))
-            .unwrap_or(name);
+        let name = tusk_manifest::arn::function_name_or_self(name);
         let name = name.split(':').next().unwrap_or(name);
         let services = self.service_records();
         let mut short_matches = Vec::new();
@@ -227,7 +217,7 @@ impl ControlPlane {
     /// `tusk:queue-url:NAME`.
     fn expand_markers(&self, value: &str) -> String {
         match value.strip_prefix("tusk:queue-url:") {
-            Some(queue) => format!("{}/{ACCOUNT_ID}/{queue}", self.base_url),
+            Some(queue) => tusk_manifest::arn::queue_url(&self.base_url, queue),
             None => value.to_string(),
         }
     }
@@ -269,7 +259,7 @@ impl ControlPlane {
         }
         LaunchSpec {
             volumes,
-            function_arn: function_arn(&record.spec.region, &name),
+            function_arn: tusk_manifest::arn::function_arn(&record.spec.region, &name),
             function_name: name,
             version: "$LATEST".to_string(),
             kind: f.kind,

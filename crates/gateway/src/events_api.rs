@@ -10,6 +10,7 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_manifest::arn::queue_url;
 
 fn queue_error(e: QueueError) -> Response {
     match e {
@@ -82,7 +83,7 @@ pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Resp
                 .unwrap_or_default();
             json!({
                 "name": q.name,
-                "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, q.name),
+                "url": queue_url(&state.control.base_url, &q.name),
                 "visibility_timeout": q.visibility_timeout_s,
                 "max_receive_count": q.max_receive_count,
                 "dead_letter": q.dead_letter,
@@ -143,7 +144,7 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     match store.run(Op::CreateQueue(config)).await {
         Ok(_) => json_response(
             StatusCode::CREATED,
-            &json!({"name": request.name, "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, request.name)}),
+            &json!({"name": request.name, "url": queue_url(&state.control.base_url, &request.name)}),
         ),
         Err(e) => queue_error(e),
     }

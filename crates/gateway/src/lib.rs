@@ -24,8 +24,6 @@ mod sandbox;
 mod sqs_api;
 mod web;
 
-pub use control::ACCOUNT_ID;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -319,7 +317,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         dispatcher.clone(),
         tusk_events::EventSettings {
             retry_base_delay: config.async_retry_delay,
-            region: "us-east-1".into(),
+            region: tusk_manifest::arn::DEFAULT_REGION.into(),
         },
     )
     .await
