@@ -459,6 +459,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn store_calls_keep_the_cluster_error_and_survive_a_panicking_client() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let failed = block_on(runtime.handle(), "cannot read logs", async {
+            Err::<(), _>(ClusterError::Io("gone".into()))
+        })
+        .unwrap_err();
+        let source = std::error::Error::source(&failed).unwrap();
+        assert!(matches!(
+            source.downcast_ref::<ClusterError>(),
+            Some(ClusterError::Io(m)) if m == "gone"
+        ));
+        let panicked = block_on(runtime.handle(), "cannot read logs", async {
+            if true {
+                panic!("the NATS client broke");
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(
+            panicked.to_string(),
+            "cluster: cannot read logs: the NATS client failed"
+        );
+    }
+
+    #[test]
     fn cluster_urls_may_be_comma_separated_or_repeated() {
         let given = vec![
             "nats://a:4222, nats://b:4222".to_string(),

@@ -97,3 +97,39 @@ fn migrate_line_per_row_logs(conn: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogStore, LogStream, NewLogLine, Registry};
+
+    #[test]
+    fn the_registry_and_the_logs_share_one_file_and_survive_reopening_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tusk.db");
+        {
+            let db = NodeDb::open(&path).unwrap();
+            let spec: tusk_manifest::ServiceSpec = serde_json::from_value(serde_json::json!({
+                "service": "app", "stage": "dev", "region": "us-east-1",
+                "package_patterns": [], "functions": [], "queues": []
+            }))
+            .unwrap();
+            db.registry().put_service(&spec, "aa", 1).unwrap();
+            db.log_store()
+                .append_logs(&[NewLogLine {
+                    function: "app-dev-f".into(),
+                    ts_ms: 1,
+                    request_id: None,
+                    stream: LogStream::Stdout,
+                    line: "hello".into(),
+                }])
+                .unwrap();
+        }
+        let db = NodeDb::open(&path).unwrap();
+        assert_eq!(db.registry().services().unwrap()[0].package, "aa");
+        assert_eq!(
+            db.log_store().logs("app-dev-f", 0, 0, 10).unwrap()[0].line,
+            "hello"
+        );
+    }
+}
