@@ -26,7 +26,7 @@ pub enum StoreError {
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
     /// The cluster's registry or log stream failed (the source is a `tusk_cluster::ClusterError`,
-    /// which this crate cannot name).
+    /// which this crate cannot name, or a message when the NATS client panicked).
     #[error("cluster: {0}")]
     Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot open the data directory {path}: {source}")]
