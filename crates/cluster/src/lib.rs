@@ -12,17 +12,20 @@
 //!   `TUSK_QUEUES` (`tusk.queue.NAME`), see [`JetStreamQueues`];
 //! - which nodes are up: each announces its URL on core NATS (`tusk.nodes`), see [`Peers`].
 //!
-//! [`ClusterStore`] implements [`tusk_store::Store`] and [`JetStreamTransport`] implements
-//! [`tusk_events::AsyncTransport`]: the same seams as a single node, second implementations.
+//! [`JetStreamRegistry`] implements [`tusk_store::Registry`], [`JetStreamLogStore`]
+//! [`tusk_store::LogStore`] and [`JetStreamTransport`] [`tusk_events::AsyncTransport`]: the same
+//! seams as a single node, second implementations.
 
+mod logs;
 mod peers;
 mod queues;
-mod store;
+mod registry;
 mod transport;
 
+pub use logs::JetStreamLogStore;
 pub use peers::Peers;
 pub use queues::JetStreamQueues;
-pub use store::{ClusterStore, RegistryChange};
+pub use registry::{JetStreamRegistry, RegistryChange};
 pub use transport::JetStreamTransport;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
@@ -172,6 +175,22 @@ pub(crate) fn js_err<E: std::fmt::Display>(
     move |e| ClusterError::JetStream {
         what,
         message: e.to_string(),
+    }
+}
+
+/// Runs JetStream work for a (blocking) store call on the node's runtime. A panic in the NATS
+/// client becomes an error: the log writer thread must outlive it.
+pub(crate) fn block_on<T>(
+    runtime: &tokio::runtime::Handle,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, ClusterError>>,
+) -> Result<T, tusk_store::StoreError> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(work)));
+    match outcome {
+        Ok(result) => result.map_err(|e| tusk_store::StoreError::Cluster(Box::new(e))),
+        Err(_) => Err(tusk_store::StoreError::Cluster(
+            format!("{what}: the NATS client failed").into(),
+        )),
     }
 }
 
@@ -438,6 +457,33 @@ async fn ensure_kv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_calls_keep_the_cluster_error_and_survive_a_panicking_client() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let failed = block_on(runtime.handle(), "cannot read logs", async {
+            Err::<(), _>(ClusterError::Io("gone".into()))
+        })
+        .unwrap_err();
+        let source = std::error::Error::source(&failed).unwrap();
+        assert!(matches!(
+            source.downcast_ref::<ClusterError>(),
+            Some(ClusterError::Io(m)) if m == "gone"
+        ));
+        let panicked = block_on(runtime.handle(), "cannot read logs", async {
+            if true {
+                panic!("the NATS client broke");
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(
+            panicked.to_string(),
+            "cluster: cannot read logs: the NATS client failed"
+        );
+    }
 
     #[test]
     fn cluster_urls_may_be_comma_separated_or_repeated() {

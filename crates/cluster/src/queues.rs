@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tusk_events::store::{
+use tusk_events::queue_db::{
     now_ms, Message, NewMessage, Op, QueueConfig, QueueError, QueueStats, Reply, SharedQueues,
 };
 use tusk_events::BoxFuture;

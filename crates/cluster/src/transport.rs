@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
-use tusk_events::store::{now_ms, NewMessage, QueueError};
+use tusk_events::queue_db::{now_ms, NewMessage, QueueError};
 use tusk_events::{AsyncEvent, AsyncTransport, BoxFuture, Decision, Events, FunctionEvents};
 
 const H_ID: &str = "Tusk-Request-Id";
@@ -175,7 +175,7 @@ impl JetStreamTransport {
             }
             None => {
                 events
-                    .store()
+                    .queue_db()
                     .send(queue, vec![message])
                     .await
                     .map_err(|e| ClusterError::Io(e.to_string()))?;

@@ -1,16 +1,17 @@
 //! Events that are never lost: async invocations (retries, maximum age, destinations),
 //! schedules that fire once per tick, and durable queues feeding `sqs` events.
 //!
-//! Everything durable goes through [`store::QueueStore`]; an event is acknowledged only after
+//! Everything durable goes through [`queue_db::QueueDb`]; an event is acknowledged only after
 //! its commit, and removed only in the same commit that records where its outcome went.
 
 mod invoker;
+pub mod queue_db;
 pub mod records;
 mod schedules;
 mod sqs_source;
-pub mod store;
 
 use bytes::Bytes;
+use queue_db::{Message, NewMessage, Op, QueueConfig, QueueDb, QueueError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +19,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
-use store::{Message, NewMessage, Op, QueueConfig, QueueError, QueueStore};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -125,7 +125,7 @@ pub enum Decision {
 }
 
 /// Where async invocations travel when the node is one of a cluster (NATS JetStream); without
-/// one they stay in the node's [`QueueStore`].
+/// one they stay in the node's [`QueueDb`].
 pub trait AsyncTransport: Send + Sync + 'static {
     /// Durably enqueues an event for `function`. A second publish with the same `dedup_id`
     /// inside the transport's window is dropped (schedules use it to fire once per tick).
@@ -157,7 +157,7 @@ struct FunctionState {
 }
 
 pub struct Events {
-    store: QueueStore,
+    store: QueueDb,
     invoker: Arc<dyn Invoker>,
     settings: EventSettings,
     functions: RwLock<HashMap<String, FunctionState>>,
@@ -206,7 +206,7 @@ pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
 
 impl Events {
     pub async fn start(
-        store: QueueStore,
+        store: QueueDb,
         invoker: Arc<dyn Invoker>,
         settings: EventSettings,
     ) -> Result<Arc<Events>, QueueError> {
@@ -279,7 +279,7 @@ impl Events {
         self.transport.get()
     }
 
-    pub fn store(&self) -> &QueueStore {
+    pub fn queue_db(&self) -> &QueueDb {
         &self.store
     }
 
@@ -368,7 +368,7 @@ impl Events {
                     id: id.clone(),
                     body: message.body,
                     attempt: 0,
-                    sent_ms: store::now_ms(),
+                    sent_ms: queue_db::now_ms(),
                     not_before_ms: 0,
                 };
                 transport.publish(function, event, id.clone()).await?;
@@ -520,7 +520,7 @@ impl Events {
         deliveries: u32,
     ) -> Decision {
         let attempt = event.attempt;
-        let age = Duration::from_millis((store::now_ms() - event.sent_ms).max(0) as u64);
+        let age = Duration::from_millis((queue_db::now_ms() - event.sent_ms).max(0) as u64);
         let fail = |condition: &'static str, response: Option<Bytes>, error: Option<String>| {
             let record = records::invocation_record(&records::Outcome {
                 request_id: &event.id,

@@ -2,8 +2,7 @@
 //! (DESIGN.md §4).
 
 use serde_json::{json, Value};
-
-pub const ACCOUNT_ID: &str = "000000000000";
+use tusk_manifest::arn::{queue_arn, rule_arn, ACCOUNT_ID};
 
 pub fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -36,7 +35,7 @@ pub struct Outcome<'a> {
 pub fn invocation_record(o: &Outcome<'_>) -> Value {
     let mut record = json!({
         "version": "1.0",
-        "timestamp": iso(crate::store::now_ms()),
+        "timestamp": iso(crate::queue_db::now_ms()),
         "requestContext": {
             "requestId": o.request_id,
             "functionArn": format!("{}:$LATEST", o.function_arn),
@@ -68,7 +67,7 @@ pub fn scheduled_event(region: &str, rule: &str, fire_ms: i64) -> Value {
         "account": ACCOUNT_ID,
         "time": iso(fire_ms).replace(".000", ""),
         "region": region,
-        "resources": [format!("arn:aws:events:{region}:{ACCOUNT_ID}:rule/{rule}")],
+        "resources": [rule_arn(region, rule)],
         "detail": {},
     })
 }
@@ -78,12 +77,8 @@ pub fn md5_hex(body: &str) -> String {
     hex::encode(Md5::digest(body.as_bytes()))
 }
 
-pub fn queue_arn(region: &str, queue: &str) -> String {
-    format!("arn:aws:sqs:{region}:{ACCOUNT_ID}:{queue}")
-}
-
 /// One SQS record of an `sqs` event.
-pub fn sqs_record(region: &str, m: &crate::store::Message) -> Value {
+pub fn sqs_record(region: &str, m: &crate::queue_db::Message) -> Value {
     json!({
         "messageId": m.id,
         "receiptHandle": m.receipt,

@@ -2,7 +2,7 @@
 //! invocation in one commit, so a restart never fires a tick twice. Ticks missed while the
 //! node was down are counted and logged, not replayed in a burst.
 
-use crate::store::{now_ms, Op, Reply};
+use crate::queue_db::{now_ms, Op, Reply};
 use crate::{async_queue, new_message, records, AsyncEvent, AsyncTransport, Events, ScheduleSpec};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! Failed messages become visible again after the queue's visibility timeout; past
 //! `maxReceiveCount` deliveries the store moves them to the dead-letter queue.
 
+use crate::queue_db::{Message, Op};
 use crate::records::sqs_record;
-use crate::store::{Message, Op};
 use crate::{Events, Invoked, SqsMapping};
 use bytes::Bytes;
 use std::collections::HashSet;

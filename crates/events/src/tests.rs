@@ -4,11 +4,11 @@
 
 use super::*;
 // The queue database's names in one place (the `seams` step renames `store` to `queue_db`).
-use crate::store::{now_ms, QueueStore as QueueDb};
+use crate::queue_db::{now_ms, QueueDb};
 use std::collections::VecDeque;
 
 fn db(events: &Events) -> &QueueDb {
-    events.store()
+    events.queue_db()
 }
 
 /// Answers invocations from a script, recording the payloads it was given.

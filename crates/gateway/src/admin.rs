@@ -133,7 +133,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let stats = state
         .control
         .events
-        .store()
+        .queue_db()
         .stats()
         .await
         .unwrap_or_default();
@@ -385,11 +385,12 @@ pub async fn logs(
     let Some((_, _, full)) = state.control.resolve(&name) else {
         return not_found(&name);
     };
-    let store = state.control.store.clone();
+    let log_store = state.control.log_store.clone();
     let since = q.since_ms.unwrap_or(0);
     let after = q.after_id.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000).min(10_000);
-    let result = tokio::task::spawn_blocking(move || store.logs(&full, since, after, limit)).await;
+    let result =
+        tokio::task::spawn_blocking(move || log_store.logs(&full, since, after, limit)).await;
     match result {
         Ok(Ok(lines)) => {
             let last_id = lines.last().map(|l| l.id).unwrap_or(after);

@@ -138,7 +138,7 @@ fn v2_event(req: &HttpRequest<'_>, route: &Route, params: &HashMap<String, Strin
         "rawQueryString": req.raw_query,
         "headers": headers,
         "requestContext": {
-            "accountId": crate::ACCOUNT_ID,
+            "accountId": tusk_manifest::arn::ACCOUNT_ID,
             "apiId": "tusk",
             "domainName": host,
             "domainPrefix": host.split('.').next().unwrap_or_default(),
@@ -219,7 +219,7 @@ fn v1_event(req: &HttpRequest<'_>, route: &Route, params: &HashMap<String, Strin
         "pathParameters": if params.is_empty() { Value::Null } else { json!(params) },
         "stageVariables": null,
         "requestContext": {
-            "accountId": crate::ACCOUNT_ID,
+            "accountId": tusk_manifest::arn::ACCOUNT_ID,
             "apiId": "tusk",
             "resourcePath": resource,
             "httpMethod": req.method,

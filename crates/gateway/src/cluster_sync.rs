@@ -8,11 +8,11 @@ use crate::{AppState, GatewayError};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tusk_cluster::{ClusterStore, Peers, RegistryChange};
+use tusk_cluster::{JetStreamRegistry, Peers, RegistryChange};
 use tusk_pool::{Dispatcher, Placement};
-use tusk_store::{ServiceRecord, Store};
+use tusk_store::{Registry, ServiceRecord};
 
-pub async fn follow(state: Arc<AppState>, store: Arc<ClusterStore>) {
+pub async fn follow(state: Arc<AppState>, store: Arc<JetStreamRegistry>) {
     loop {
         match store.watch().await {
             Ok(changes) => {
@@ -58,7 +58,7 @@ pub async fn follow(state: Arc<AppState>, store: Arc<ClusterStore>) {
     }
 }
 
-async fn apply(state: &AppState, store: &ClusterStore, record: ServiceRecord) {
+async fn apply(state: &AppState, store: &JetStreamRegistry, record: ServiceRecord) {
     let (service, version) = (record.spec.service.clone(), record.version);
     if state
         .control

@@ -10,9 +10,7 @@ use std::time::Duration;
 use tusk_instance::{LaunchSpec, LogSink};
 use tusk_manifest::{FunctionSpec, RuntimeKind, ServiceSpec};
 use tusk_pool::{Dispatcher, FunctionPool, PoolLimits};
-use tusk_store::{ServiceRecord, Store};
-
-pub const ACCOUNT_ID: &str = "000000000000";
+use tusk_store::{LogStore, Registry, ServiceRecord};
 
 /// Where PHP lives on this node.
 #[derive(Debug, Clone)]
@@ -24,7 +22,9 @@ pub struct PhpInstall {
 }
 
 pub struct ControlPlane {
-    pub store: Arc<dyn Store>,
+    pub registry: Arc<dyn Registry>,
+    /// Where function logs are kept (read by the admin API; written through `logs`).
+    pub log_store: Arc<dyn LogStore>,
     pub dispatcher: Arc<Dispatcher>,
     pub routes: RwLock<Arc<RouteTable>>,
     pub services: RwLock<Vec<ServiceRecord>>,
@@ -71,14 +71,11 @@ pub fn socket_dir(data_dir: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("tusk-run-{:016x}", h.finish()))
 }
 
-pub fn function_arn(region: &str, name: &str) -> String {
-    format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}")
-}
-
 impl ControlPlane {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
+        registry: Arc<dyn Registry>,
+        log_store: Arc<dyn LogStore>,
         data_dir: PathBuf,
         php: Option<PhpInstall>,
         php_runtime_dir: PathBuf,
@@ -89,7 +86,8 @@ impl ControlPlane {
         base_url: String,
     ) -> ControlPlane {
         ControlPlane {
-            store,
+            registry,
+            log_store,
             dispatcher,
             events,
             socket_dir: socket_dir(&data_dir),
@@ -156,11 +154,7 @@ impl ControlPlane {
 
     /// Finds a function by full name, ARN (with an optional qualifier), or unique short name.
     pub fn resolve(&self, name: &str) -> Option<(ServiceRecord, FunctionSpec, String)> {
-        let name = name
-            .strip_prefix("arn:aws:lambda:")
-            .and_then(|rest| rest.split(":function:").nth(1))
-            .map(|n| n.split(':').next().unwrap_or(n))
-            .unwrap_or(name);
+        let name = tusk_manifest::arn::function_name_or_self(name);
         let name = name.split(':').next().unwrap_or(name);
         let services = self.service_records();
         let mut short_matches = Vec::new();
@@ -183,8 +177,8 @@ impl ControlPlane {
 
     /// Brings every stored service up (after a restart).
     pub async fn restore(&self) -> Result<(), GatewayError> {
-        let store = self.store.clone();
-        let records = blocking(move || Ok(store.services()?)).await?;
+        let registry = self.registry.clone();
+        let records = blocking(move || Ok(registry.services()?)).await?;
         for record in records {
             if let Err(e) = self.ensure_code(&record.package).await {
                 tracing::error!(service = %record.spec.service, error = %e, "cannot restore service");
@@ -223,7 +217,7 @@ impl ControlPlane {
     /// `tusk:queue-url:NAME`.
     fn expand_markers(&self, value: &str) -> String {
         match value.strip_prefix("tusk:queue-url:") {
-            Some(queue) => format!("{}/{ACCOUNT_ID}/{queue}", self.base_url),
+            Some(queue) => tusk_manifest::arn::queue_url(&self.base_url, queue),
             None => value.to_string(),
         }
     }
@@ -265,7 +259,7 @@ impl ControlPlane {
         }
         LaunchSpec {
             volumes,
-            function_arn: function_arn(&record.spec.region, &name),
+            function_arn: tusk_manifest::arn::function_arn(&record.spec.region, &name),
             function_name: name,
             version: "$LATEST".to_string(),
             kind: f.kind,
@@ -301,9 +295,9 @@ impl ControlPlane {
             let dlq = (q.max_receive_count > 0).then(|| format!("{}-dlq", q.name));
             if let Some(dlq) = &dlq {
                 self.events
-                    .store()
-                    .run(tusk_events::store::Op::CreateQueue(
-                        tusk_events::store::QueueConfig {
+                    .queue_db()
+                    .run(tusk_events::queue_db::Op::CreateQueue(
+                        tusk_events::queue_db::QueueConfig {
                             name: dlq.clone(),
                             visibility_timeout_s: q.visibility_timeout,
                             max_receive_count: 0,
@@ -315,9 +309,9 @@ impl ControlPlane {
                     .map_err(|e| GatewayError::Internal(e.to_string()))?;
             }
             self.events
-                .store()
-                .run(tusk_events::store::Op::CreateQueue(
-                    tusk_events::store::QueueConfig {
+                .queue_db()
+                .run(tusk_events::queue_db::Op::CreateQueue(
+                    tusk_events::queue_db::QueueConfig {
                         name: q.name.clone(),
                         visibility_timeout_s: q.visibility_timeout,
                         max_receive_count: q.max_receive_count,
@@ -338,7 +332,7 @@ impl ControlPlane {
     ) -> Result<Vec<tusk_events::FunctionEvents>, GatewayError> {
         let queues: Vec<String> = self
             .events
-            .store()
+            .queue_db()
             .queues()
             .await
             .map_err(|e| GatewayError::Internal(e.to_string()))?
@@ -493,11 +487,11 @@ impl ControlPlane {
             )));
         }
         self.event_configs(&spec).await?;
-        let store = self.store.clone();
+        let registry = self.registry.clone();
         let pkg = package.to_string();
         let spec_for_store = spec.clone();
         let record = blocking(move || {
-            Ok(store.put_service(&spec_for_store, &pkg, crate::logs::now_ms())?)
+            Ok(registry.put_service(&spec_for_store, &pkg, crate::logs::now_ms())?)
         })
         .await?;
         self.activate(record.clone(), true).await;
@@ -581,9 +575,9 @@ impl ControlPlane {
 
     pub async fn remove(&self, service: &str, stage: &str) -> Result<Vec<String>, GatewayError> {
         let _guard = self.deploy_lock.lock().await;
-        let store = self.store.clone();
+        let registry = self.registry.clone();
         let (svc, stg) = (service.to_string(), stage.to_string());
-        let removed = blocking(move || Ok(store.remove_service(&svc, &stg)?)).await?;
+        let removed = blocking(move || Ok(registry.remove_service(&svc, &stg)?)).await?;
         let Some(record) = removed else {
             return Err(GatewayError::NotFound(format!(
                 "service {service} has no deployment at stage {stage}"

@@ -1,10 +1,10 @@
 //! Turns a deployed function's `events`, `destinations` and async settings into the events
 //! engine's configuration, checking every reference at deploy time.
 
-use crate::control::function_arn;
 use crate::GatewayError;
 use std::time::Duration;
 use tusk_events::{Destination, FunctionEvents, ScheduleSpec, SqsMapping};
+use tusk_manifest::arn::{function_arn, function_name_or_self};
 use tusk_manifest::{EventSpec, FunctionSpec, ServiceSpec};
 
 /// Lambda's defaults for async invocations.
@@ -33,11 +33,7 @@ fn destination(
             "function {function}: destination queue `{queue}` does not exist; create it with `tusk queue create {queue}` or declare it as a queue construct"
         )));
     }
-    let name = raw
-        .strip_prefix("arn:aws:lambda:")
-        .and_then(|r| r.split(":function:").nth(1))
-        .map(|n| n.split(':').next().unwrap_or(n))
-        .unwrap_or(raw);
+    let name = function_name_or_self(raw);
     if let Some(f) = spec.functions.iter().find(|f| f.name == name) {
         return Ok(Destination::Function(spec.function_name(f)));
     }

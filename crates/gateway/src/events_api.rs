@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tusk_events::store::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_manifest::arn::queue_url;
 
 fn queue_error(e: QueueError) -> Response {
     match e {
@@ -39,7 +40,7 @@ pub fn counters_json(state: &AppState) -> serde_json::Value {
 }
 
 pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
-    match state.control.events.store().stats().await {
+    match state.control.events.queue_db().stats().await {
         Ok(mut stats) => {
             // In a cluster, async events wait in JetStream, not in this node's database.
             if let Some(transport) = state.control.events.transport() {
@@ -66,7 +67,7 @@ pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> 
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     let (configs, stats) = match (store.queues().await, store.stats().await) {
         (Ok(c), Ok(s)) => (c, s),
         (Err(e), _) | (_, Err(e)) => return queue_error(e),
@@ -82,7 +83,7 @@ pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Resp
                 .unwrap_or_default();
             json!({
                 "name": q.name,
-                "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, q.name),
+                "url": queue_url(&state.control.base_url, &q.name),
                 "visibility_timeout": q.visibility_timeout_s,
                 "max_receive_count": q.max_receive_count,
                 "dead_letter": q.dead_letter,
@@ -120,7 +121,7 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     if !tusk_manifest::valid_queue_name(&request.name) {
         return admin_error(StatusCode::BAD_REQUEST, tusk_manifest::QUEUE_NAME_RULE);
     }
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     if let Some(dlq) = &request.dead_letter {
         match store.queue(dlq).await {
             Ok(Some(q)) if !q.internal => {}
@@ -143,7 +144,7 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     match store.run(Op::CreateQueue(config)).await {
         Ok(_) => json_response(
             StatusCode::CREATED,
-            &json!({"name": request.name, "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, request.name)}),
+            &json!({"name": request.name, "url": queue_url(&state.control.base_url, &request.name)}),
         ),
         Err(e) => queue_error(e),
     }
@@ -154,13 +155,13 @@ pub async fn delete(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     // Internal queues (`async:FUNCTION`) are not the user's to delete.
-    if tusk_events::store::is_internal(&name) {
+    if tusk_events::queue_db::is_internal(&name) {
         return queue_error(QueueError::NoSuchQueue(name));
     }
     match store.run(Op::DeleteQueue(name.clone())).await {
-        Ok(tusk_events::store::Reply::Bool(false)) => queue_error(QueueError::NoSuchQueue(name)),
+        Ok(tusk_events::queue_db::Reply::Bool(false)) => queue_error(QueueError::NoSuchQueue(name)),
         Ok(_) => json_response(StatusCode::OK, &json!({"deleted": name})),
         Err(e) => queue_error(e),
     }
@@ -168,7 +169,7 @@ pub async fn delete(
 
 /// Runs a queue operation; `answer` on success, the queue error otherwise.
 async fn run_queue_op(state: &AppState, op: Op, answer: serde_json::Value) -> Response {
-    match state.control.events.store().run(op).await {
+    match state.control.events.queue_db().run(op).await {
         Ok(_) => json_response(StatusCode::OK, &answer),
         Err(e) => queue_error(e),
     }
@@ -207,7 +208,7 @@ pub async fn send(
             ),
         );
     }
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     match store.queue(&name).await {
         Ok(Some(q)) if !q.internal => {}
         Ok(_) => return queue_error(QueueError::NoSuchQueue(name)),

@@ -1,7 +1,6 @@
 //! The Lambda API subset on the node's listener: Invoke, ListFunctions, GetFunction
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
-use crate::control::function_arn;
 use crate::http_server::{authorized_body, lambda_error, Authorized, BodyError};
 use crate::AppState;
 use axum::extract::{Path, Request, State};
@@ -11,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tusk_manifest::arn::{function_arn, role_arn, DEFAULT_REGION};
 use tusk_manifest::{FunctionSpec, RuntimeKind};
 use tusk_pool::AcquireError;
 use tusk_store::ServiceRecord;
@@ -22,7 +22,7 @@ fn function_not_found(state: &AppState, name: &str) -> Response {
     let arn = if name.starts_with("arn:") {
         name.to_string()
     } else {
-        function_arn("us-east-1", name)
+        function_arn(DEFAULT_REGION, name)
     };
     let _ = state;
     lambda_error(
@@ -255,7 +255,7 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
         "FunctionName": full,
         "FunctionArn": function_arn(&record.spec.region, full),
         "Runtime": f.runtime,
-        "Role": format!("arn:aws:iam::{}:role/tusk", crate::ACCOUNT_ID),
+        "Role": role_arn("tusk"),
         "Handler": f.handler,
         "CodeSize": 0,
         "Description": "",

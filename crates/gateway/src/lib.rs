@@ -25,14 +25,12 @@ mod sandbox;
 mod sqs_api;
 mod web;
 
-pub use control::ACCOUNT_ID;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tusk_pool::PoolLimits;
-use tusk_store::{SqliteStore, Store};
+use tusk_store::{LogStore, NodeDb, Registry};
 
 /// Everything `tusk serve` needs to start a node.
 #[derive(Debug, Clone)]
@@ -238,10 +236,9 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     let token = admin::load_or_create_token(&data_dir, config.admin_token.clone())
         .await
         .map_err(startup("cannot prepare the admin token"))?;
-    let local = Arc::new(
-        SqliteStore::open(&data_dir.join("tusk.db"))
-            .map_err(startup("cannot open the node database"))?,
-    );
+    let node_db = NodeDb::open(&data_dir.join("tusk.db"))
+        .map_err(startup("cannot open the node database"))?;
+    let local = Arc::new(node_db.registry());
     let cluster = if config.cluster.is_empty() {
         None
     } else {
@@ -258,18 +255,32 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
                 .map_err(startup("cannot join the cluster"))?,
         )
     };
-    // In a cluster the registry and logs live in JetStream; `local` is the node's copy.
-    let cluster_store = cluster.as_ref().map(|c| {
-        Arc::new(tusk_cluster::ClusterStore::new(
+    // In a cluster the registry and logs live in JetStream; `local` is the node's copy of the
+    // registry.
+    let cluster_registry = cluster.as_ref().map(|c| {
+        Arc::new(tusk_cluster::JetStreamRegistry::new(
             c.clone(),
             local.clone(),
             data_dir.join("packages"),
             tokio::runtime::Handle::current(),
         ))
     });
-    let store: Arc<dyn Store> = match &cluster_store {
+    let registry: Arc<dyn Registry> = match &cluster_registry {
         Some(c) => c.clone(),
         None => local,
+    };
+    let log_store: Arc<dyn LogStore> = match &cluster {
+        Some(c) => Arc::new(tusk_cluster::JetStreamLogStore::new(
+            c.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+        None => {
+            let sqlite_logs = Arc::new(node_db.log_store());
+            sqlite_logs
+                .start_retention(config.log_retention)
+                .map_err(startup("cannot start the log retention task"))?;
+            sqlite_logs
+        }
     };
     let php = php::detect().await;
     let sandbox = sandbox::start(config.sandbox, &data_dir, php.as_ref()).await?;
@@ -283,7 +294,7 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
     if let Some(p) = &php {
         php::install_extension_sets(&runtime_dir, p).await;
     }
-    let logs = logs::start(store.clone(), config.log_retention);
+    let logs = logs::start(log_store.clone());
     let limits = PoolLimits {
         default_max_instances: config.max_instances_per_function.max(1),
         queue_limit: config.queue_limit,
@@ -300,28 +311,29 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         .local_addr()
         .map_err(startup("cannot read the listen address"))?;
     let dispatcher = Arc::new(tusk_pool::Dispatcher::default());
-    let queue_store = tusk_events::store::QueueStore::open(&data_dir.join("events.db"))
+    let queue_store = tusk_events::queue_db::QueueDb::open(&data_dir.join("events.db"))
         .map_err(startup("cannot open the event database"))?;
     let events = tusk_events::Events::start(
         queue_store,
         Arc::new(pool_invoker::PoolInvoker(dispatcher.clone())),
         tusk_events::EventSettings {
             retry_base_delay: config.async_retry_delay,
-            region: "us-east-1".into(),
+            region: tusk_manifest::arn::DEFAULT_REGION.into(),
         },
     )
     .await
     .map_err(startup("cannot start the event engine"))?;
     if let Some(cluster) = &cluster {
         events
-            .store()
+            .queue_db()
             .set_shared(tusk_cluster::JetStreamQueues::start(cluster.clone()));
         events.set_transport(Arc::new(tusk_cluster::JetStreamTransport::new(
             cluster.clone(),
         )));
     }
     let control = control::ControlPlane::new(
-        store,
+        registry,
+        log_store,
         data_dir.clone(),
         php,
         runtime_dir,
@@ -378,8 +390,8 @@ pub async fn run_node(config: NodeConfig) -> Result<(), NodeError> {
         .restore()
         .await
         .map_err(startup("cannot restore deployed services"))?;
-    if let Some(cluster_store) = cluster_store {
-        tokio::spawn(cluster_sync::follow(state.clone(), cluster_store));
+    if let Some(cluster_registry) = cluster_registry {
+        tokio::spawn(cluster_sync::follow(state.clone(), cluster_registry));
     }
 
     let maintenance = state.clone();

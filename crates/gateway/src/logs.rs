@@ -1,12 +1,13 @@
 //! Function logs: instances write lines into a bounded channel; one writer thread batches them
-//! into the store and prunes old lines (retention).
+//! into the log store. Retention is the log store's own (SQLite's pruning task, JetStream's
+//! stream limits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tusk_instance::LogSink;
-use tusk_store::{LogStream, NewLogLine, Store};
+use tusk_store::{LogStore, LogStream, NewLogLine};
 
 const CHANNEL_CAPACITY: usize = 200_000;
 const BATCH: usize = 2_000;
@@ -51,13 +52,12 @@ impl NodeLogs {
     }
 }
 
-/// Starts the writer thread; `retention` bounds how long lines are kept.
-pub fn start(store: Arc<dyn Store>, retention: Duration) -> Arc<NodeLogs> {
+/// Starts the writer thread.
+pub fn start(store: Arc<dyn LogStore>) -> Arc<NodeLogs> {
     let (tx, mut rx) = mpsc::channel::<NewLogLine>(CHANNEL_CAPACITY);
     std::thread::Builder::new()
         .name("tusk-log-writer".into())
         .spawn(move || {
-            let mut last_prune = Instant::now() - Duration::from_secs(3600);
             let mut batch = Vec::with_capacity(BATCH);
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
@@ -79,15 +79,6 @@ pub fn start(store: Arc<dyn Store>, retention: Duration) -> Arc<NodeLogs> {
                     tracing::warn!(error = %e, lines = batch.len(), "cannot store log lines");
                 }
                 batch.clear();
-                if last_prune.elapsed() > Duration::from_secs(600) {
-                    last_prune = Instant::now();
-                    let cutoff = now_ms() - retention.as_millis() as i64;
-                    match store.prune_logs(cutoff) {
-                        Ok(n) if n > 0 => tracing::info!(lines = n, "pruned old log lines"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot prune logs"),
-                    }
-                }
             }
         })
         .ok();

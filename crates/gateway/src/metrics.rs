@@ -96,7 +96,7 @@ pub fn render(dispatcher: &Dispatcher, dropped_log_lines: u64) -> String {
 
 /// Queue depths, oldest ages and the async/schedule counters.
 pub fn render_events(
-    stats: &[tusk_events::store::QueueStats],
+    stats: &[tusk_events::queue_db::QueueStats],
     c: &tusk_events::EventCounters,
 ) -> String {
     let mut out = String::new();

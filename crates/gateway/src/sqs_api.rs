@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tusk_events::records::{md5_hex, queue_arn, ACCOUNT_ID};
-use tusk_events::store::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::records::md5_hex;
+use tusk_manifest::arn::{queue_arn, DEFAULT_REGION};
 
 pub fn is_sqs(headers: &http::HeaderMap) -> bool {
     headers
@@ -102,11 +103,11 @@ fn queue_name(body: &Value) -> Result<String, SqsError> {
 }
 
 fn queue_url(state: &AppState, name: &str) -> String {
-    format!("{}/{ACCOUNT_ID}/{name}", state.control.base_url)
+    tusk_manifest::arn::queue_url(&state.control.base_url, name)
 }
 
 async fn user_queue(state: &AppState, name: &str) -> Result<QueueConfig, SqsError> {
-    match state.control.events.store().queue(name).await? {
+    match state.control.events.queue_db().queue(name).await? {
         Some(q) if !q.internal => Ok(q),
         _ => Err(SqsError::missing_queue(name)),
     }
@@ -177,7 +178,7 @@ pub async fn handle(state: &AppState, parts: &http::request::Parts, body: Bytes)
 }
 
 async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsError> {
-    let store = state.control.events.store();
+    let store = state.control.events.queue_db();
     match action {
         "CreateQueue" => {
             let name = req
@@ -394,7 +395,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .find(|s| s.name == name)
                 .unwrap_or_default();
             let mut attrs = json!({
-                "QueueArn": queue_arn("us-east-1", &name),
+                "QueueArn": queue_arn(DEFAULT_REGION, &name),
                 "ApproximateNumberOfMessages": stats.visible.to_string(),
                 "ApproximateNumberOfMessagesNotVisible": stats.in_flight.to_string(),
                 "ApproximateNumberOfMessagesDelayed": stats.delayed.to_string(),
@@ -403,7 +404,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
             });
             if let Some(dlq) = &q.dead_letter {
                 attrs["RedrivePolicy"] = Value::String(
-                    json!({"deadLetterTargetArn": queue_arn("us-east-1", dlq), "maxReceiveCount": q.max_receive_count}).to_string(),
+                    json!({"deadLetterTargetArn": queue_arn(DEFAULT_REGION, dlq), "maxReceiveCount": q.max_receive_count}).to_string(),
                 );
             }
             Ok(json!({"Attributes": attrs}))

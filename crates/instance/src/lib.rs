@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tusk_logs::LogStream;
 use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
-use tusk_store::LogStream;
 
 pub use fcgi::{FcgiFailure, MAX_WEB_RESPONSE_BYTES};
 pub use process::ExitInfo;

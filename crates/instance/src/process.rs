@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+use tusk_logs::LogStream;
 use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceSandbox, SandboxError};
-use tusk_store::LogStream;
 
 /// The last 4 KB of an invocation's log is what `X-Amz-Log-Type: Tail` returns.
 const TAIL_BYTES: usize = 4096;

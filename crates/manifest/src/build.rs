@@ -400,7 +400,7 @@ impl Builder<'_> {
                 .unwrap_or(0);
             let queue = format!("{service}-{stage}-{name}");
             worker.events.push(EventSpec::Sqs {
-                arn: format!("arn:aws:sqs:{region}:000000000000:{queue}"),
+                arn: crate::arn::queue_arn(region, &queue),
                 batch_size,
                 maximum_batching_window: window,
                 function_response_type: Some("ReportBatchItemFailures".into()),

@@ -354,7 +354,7 @@ fn sqs(value: &Value, path: &[Seg], warnings: &mut Vec<Diag>) -> Result<Vec<Even
         },
         _ => return Err(Diag::new(path, usage)),
     };
-    if !arn.starts_with("arn:") || arn.split(':').count() < 6 {
+    if crate::arn::parse_arn(&arn).is_none() {
         return Err(Diag::new(
             &arn_path,
             format!("`{arn}` is not a queue ARN: {usage}"),

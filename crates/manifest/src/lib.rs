@@ -14,6 +14,7 @@
 //! (`vars`) → semantic errors and warnings get their line from `locate`, which finds the
 //! offending key in the text.
 
+pub mod arn;
 mod build;
 mod error;
 mod events;

@@ -520,21 +520,18 @@ fn check_event(
 
 /// The queue an `arn:aws:sqs:REGION:ACCOUNT:NAME` names, when the name is a valid one.
 pub fn sqs_queue(arn: &str) -> Option<&str> {
-    let rest = arn.strip_prefix("arn:aws:sqs:")?;
-    let name = rest.rsplit(':').next()?;
+    let name = crate::arn::parse_arn(arn)?.queue_name()?;
     valid_queue_name(name).then_some(name)
 }
 
 fn check_destinations(function: &str, d: &Destinations) -> Result<(), ValidationError> {
     for raw in [&d.on_success, &d.on_failure].into_iter().flatten() {
-        let ok = if raw.starts_with("arn:aws:sqs:") {
+        // A malformed SQS ARN is no function name either: both fail below.
+        let sqs = crate::arn::parse_arn(raw).is_some_and(|a| a.queue_name().is_some());
+        let ok = if sqs {
             sqs_queue(raw).is_some()
         } else {
-            let name = raw
-                .strip_prefix("arn:aws:lambda:")
-                .and_then(|r| r.split(":function:").nth(1))
-                .map(|n| n.split(':').next().unwrap_or(n))
-                .unwrap_or(raw);
+            let name = crate::arn::function_name_or_self(raw);
             lambda_name_chars(name) && name.len() <= MAX_FUNCTION_NAME && raw.len() <= 256
         };
         if !ok {

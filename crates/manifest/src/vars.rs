@@ -29,7 +29,7 @@ const MAX_STEPS: usize = 100_000;
 const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) const DEFAULT_STAGE: &str = "dev";
-pub(crate) const DEFAULT_REGION: &str = "us-east-1";
+use crate::arn::DEFAULT_REGION;
 
 pub(crate) struct Resolver<'a> {
     root: &'a Value,
@@ -161,7 +161,7 @@ impl<'a> Resolver<'a> {
         let queue = format!("{}-{}-{}", self.service_name()?, self.stage()?, construct);
         Ok(Value::String(match property {
             "queueUrl" => format!("tusk:queue-url:{queue}"),
-            "queueArn" => format!("arn:aws:sqs:{}:000000000000:{queue}", self.region()?),
+            "queueArn" => crate::arn::queue_arn(&self.region()?, &queue),
             "queueName" => queue,
             _ => {
                 return Err(unsupported(

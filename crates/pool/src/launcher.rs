@@ -15,7 +15,7 @@ use tusk_instance::{
     FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, RawResponse,
     StartError,
 };
-use tusk_store::LogStream;
+use tusk_logs::LogStream;
 
 /// A boxed future, so the traits below stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -1,14 +1,22 @@
-//! Durable node state: deployed services and their functions, and function logs.
+//! Durable node state, as two seams: the [`Registry`] of deployed services and their versions,
+//! and the [`LogStore`] of function logs.
 //!
-//! [`Store`] is the seam between a single node (embedded SQLite, [`SqliteStore`]) and a cluster
-//! (NATS JetStream, `tusk_cluster::ClusterStore`). Calls are synchronous; async callers use
-//! `spawn_blocking`.
+//! Each has a single-node implementation in SQLite ([`SqliteRegistry`], [`SqliteLogStore`],
+//! sharing the node's database file, [`NodeDb`]) and a cluster one over NATS JetStream
+//! (`tusk_cluster::JetStreamRegistry`, `tusk_cluster::JetStreamLogStore`). Calls are
+//! synchronous; async callers use `spawn_blocking`. Nothing here runs functions or speaks HTTP.
 
-mod sqlite;
+mod db;
+mod log_store;
+mod registry;
 
-pub use sqlite::SqliteStore;
+pub use db::NodeDb;
+pub use log_store::SqliteLogStore;
+pub use registry::SqliteRegistry;
 
 use serde::{Deserialize, Serialize};
+/// The log line types, re-exported: they are in the [`LogStore`] signatures.
+pub use tusk_logs::{LogLine, LogStream, NewLogLine};
 use tusk_manifest::{FunctionSpec, ServiceSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +25,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The cluster's registry or log stream failed (the source is a `tusk_cluster::ClusterError`,
+    /// which this crate cannot name, or a message when the NATS client panicked).
     #[error("cluster: {0}")]
-    Cluster(String),
+    Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot open the data directory {path}: {source}")]
     Io {
         path: String,
@@ -45,71 +55,8 @@ impl ServiceRecord {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-    Platform,
-}
-
-impl LogStream {
-    fn as_str(self) -> &'static str {
-        match self {
-            LogStream::Stdout => "stdout",
-            LogStream::Stderr => "stderr",
-            LogStream::Platform => "platform",
-        }
-    }
-    fn parse(s: &str) -> LogStream {
-        match s {
-            "stderr" => LogStream::Stderr,
-            "platform" => LogStream::Platform,
-            _ => LogStream::Stdout,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewLogLine {
-    pub function: String,
-    pub ts_ms: i64,
-    pub request_id: Option<String>,
-    pub stream: LogStream,
-    pub line: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogLine {
-    pub id: i64,
-    pub ts_ms: i64,
-    pub request_id: Option<String>,
-    pub stream: LogStream,
-    pub line: String,
-}
-
-impl LogLine {
-    /// Pushes this entry onto `out` as lines: an entry of consecutive platform lines
-    /// (START/END/REPORT, stored together to save writes) becomes one line each, all with the
-    /// entry's id, so cursors stay per entry.
-    pub fn push_expanded(self, out: &mut Vec<LogLine>) {
-        if self.stream == LogStream::Platform && self.line.contains('\n') {
-            for part in self.line.split('\n') {
-                out.push(LogLine {
-                    id: self.id,
-                    ts_ms: self.ts_ms,
-                    request_id: self.request_id.clone(),
-                    stream: self.stream,
-                    line: part.to_string(),
-                });
-            }
-        } else {
-            out.push(self);
-        }
-    }
-}
-
-pub trait Store: Send + Sync + 'static {
+/// The services deployed and their versions: what the node runs.
+pub trait Registry: Send + Sync + 'static {
     /// Records a new version of `spec.service` at `spec.stage`; returns the version number.
     fn put_service(
         &self,
@@ -124,6 +71,11 @@ pub trait Store: Send + Sync + 'static {
         service: &str,
         stage: &str,
     ) -> Result<Option<ServiceRecord>, StoreError>;
+}
+
+/// Function log lines. Retention is each implementation's own business (a pruning task for
+/// SQLite, stream limits for JetStream), so it is not part of the seam.
+pub trait LogStore: Send + Sync + 'static {
     fn append_logs(&self, lines: &[NewLogLine]) -> Result<(), StoreError>;
     /// Lines of `function` newer than `since_ms` with id above `after_id`, oldest first.
     fn logs(
@@ -133,6 +85,4 @@ pub trait Store: Send + Sync + 'static {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError>;
-    /// Deletes lines older than `before_ms`; returns how many went.
-    fn prune_logs(&self, before_ms: i64) -> Result<usize, StoreError>;
 }

@@ -82,7 +82,7 @@ impl FunctionPool {
         self.logs.log(
             self.name(),
             Some(request_id),
-            tusk_store::LogStream::Platform,
+            tusk_logs::LogStream::Platform,
             &line,
         );
         InvokeResult {
@@ -258,7 +258,7 @@ impl FunctionPool {
         }
         if let WebOutcome::Response(raw) = &outcome {
             for line in String::from_utf8_lossy(&raw.stderr).lines() {
-                instance.output_line(tusk_store::LogStream::Stderr, line);
+                instance.output_line(tusk_logs::LogStream::Stderr, line);
             }
         }
         self.end(instance, &request_id, started, lease.cold).await;

@@ -6,7 +6,7 @@ use super::*;
 
 struct NoLogs;
 impl LogSink for NoLogs {
-    fn log(&self, _: &str, _: Option<&str>, _: tusk_store::LogStream, _: &str) {}
+    fn log(&self, _: &str, _: Option<&str>, _: tusk_logs::LogStream, _: &str) {}
 }
 
 fn spec(reserved: Option<u32>) -> LaunchSpec {

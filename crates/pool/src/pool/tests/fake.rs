@@ -114,7 +114,7 @@ impl PoolInstance for FakeInstance {
         self.state.served.fetch_add(1, Ordering::AcqRel);
     }
     fn platform_line(&self, _: &str) {}
-    fn output_line(&self, _: tusk_store::LogStream, _: &str) {}
+    fn output_line(&self, _: tusk_logs::LogStream, _: &str) {}
     fn drain(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {
             *self.state.last_used.lock().unwrap() = tokio::time::Instant::now();

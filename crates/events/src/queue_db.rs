@@ -1,6 +1,8 @@
-//! Durable queues in SQLite, owned by one writer thread that commits in groups: every operation
-//! that arrives while a transaction is being written joins the next one, so a burst of sends
-//! costs one fsync, and a send is acknowledged only after its commit.
+//! [`QueueDb`]: the events engine's durable queues in SQLite (`DATA_DIR/events.db`: async
+//! invocations, schedule anchors, user queues), owned by one writer thread that commits in
+//! groups: every operation that arrives while a transaction is being written joins the next
+//! one, so a burst of sends costs one fsync, and a send is acknowledged only after its commit.
+//! Not the node's registry or logs (those are `tusk_store`'s).
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -150,9 +152,10 @@ pub trait SharedQueues: Send + Sync + 'static {
     fn run(&self, op: Op) -> crate::BoxFuture<'_, Result<Reply, QueueError>>;
 }
 
-/// Handle to the queue store; cheap to clone.
+/// Handle to the queue database; cheap to clone. In a cluster, user queues go to the
+/// [`SharedQueues`] set with [`QueueDb::set_shared`] instead.
 #[derive(Clone)]
-pub struct QueueStore {
+pub struct QueueDb {
     tx: mpsc::UnboundedSender<Job>,
     shared: Arc<OnceLock<Arc<dyn SharedQueues>>>,
 }
@@ -196,8 +199,8 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl QueueStore {
-    pub fn open(path: &Path) -> Result<QueueStore, QueueError> {
+impl QueueDb {
+    pub fn open(path: &Path) -> Result<QueueDb, QueueError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -207,7 +210,7 @@ impl QueueStore {
             .name("tusk-queue-writer".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| QueueError::Invalid(format!("cannot start the queue writer: {e}")))?;
-        Ok(QueueStore {
+        Ok(QueueDb {
             tx,
             shared: Arc::new(OnceLock::new()),
         })
@@ -694,7 +697,7 @@ mod tests {
     #[tokio::test]
     async fn send_receive_delete_and_visibility() {
         let dir = tempfile::tempdir().unwrap();
-        let store = QueueStore::open(&dir.path().join("q.db")).unwrap();
+        let store = QueueDb::open(&dir.path().join("q.db")).unwrap();
         store
             .run(Op::CreateQueue(queue("jobs", 0, None)))
             .await
@@ -717,7 +720,7 @@ mod tests {
     #[tokio::test]
     async fn redrive_to_dead_letter_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = QueueStore::open(&dir.path().join("q.db")).unwrap();
+        let store = QueueDb::open(&dir.path().join("q.db")).unwrap();
         store
             .run(Op::CreateQueue(queue("dlq", 0, None)))
             .await
@@ -738,7 +741,7 @@ mod tests {
     #[tokio::test]
     async fn schedule_fires_once_per_tick() {
         let dir = tempfile::tempdir().unwrap();
-        let store = QueueStore::open(&dir.path().join("q.db")).unwrap();
+        let store = QueueDb::open(&dir.path().join("q.db")).unwrap();
         store
             .run(Op::CreateQueue(queue("ticks", 0, None)))
             .await
