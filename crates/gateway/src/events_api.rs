@@ -1,7 +1,8 @@
 //! `/_tusk/events` and `/_tusk/queues`: what `tusk events` and `tusk queue` show and do.
 
-use crate::http_server::{admin_error, authorized_body, json_response, Authorized, BodyError};
-use crate::AppState;
+use crate::auth::{authorized_body, Authorized, BodyError};
+use crate::respond::{admin_error, json_response};
+use crate::state::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::StatusCode;
@@ -82,7 +83,7 @@ pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Resp
                 .unwrap_or_default();
             json!({
                 "name": q.name,
-                "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, q.name),
+                "url": format!("{}/{}/{}", state.control.base_url, tusk_control::ACCOUNT_ID, q.name),
                 "visibility_timeout": q.visibility_timeout_s,
                 "max_receive_count": q.max_receive_count,
                 "dead_letter": q.dead_letter,
@@ -143,7 +144,7 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     match store.run(Op::CreateQueue(config)).await {
         Ok(_) => json_response(
             StatusCode::CREATED,
-            &json!({"name": request.name, "url": format!("{}/{}/{}", state.control.base_url, crate::ACCOUNT_ID, request.name)}),
+            &json!({"name": request.name, "url": format!("{}/{}/{}", state.control.base_url, tusk_control::ACCOUNT_ID, request.name)}),
         ),
         Err(e) => queue_error(e),
     }

@@ -1,9 +1,9 @@
 //! The Lambda API subset on the node's listener: Invoke, ListFunctions, GetFunction
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
-use crate::control::function_arn;
-use crate::http_server::{authorized_body, lambda_error, Authorized, BodyError};
-use crate::AppState;
+use crate::auth::{authorized_body, Authorized, BodyError};
+use crate::respond::{json_response, lambda_error};
+use crate::state::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tusk_control::function_arn;
 use tusk_manifest::{FunctionSpec, RuntimeKind};
 use tusk_pool::AcquireError;
 use tusk_store::ServiceRecord;
@@ -255,7 +256,7 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
         "FunctionName": full,
         "FunctionArn": function_arn(&record.spec.region, full),
         "Runtime": f.runtime,
-        "Role": format!("arn:aws:iam::{}:role/tusk", crate::ACCOUNT_ID),
+        "Role": format!("arn:aws:iam::{}:role/tusk", tusk_control::ACCOUNT_ID),
         "Handler": f.handler,
         "CodeSize": 0,
         "Description": "",
@@ -277,7 +278,7 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
 
 pub async fn list_functions(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     let functions: Vec<Value> = state.control.map_functions(configuration);
-    crate::http_server::json_response(StatusCode::OK, &json!({ "Functions": functions }))
+    json_response(StatusCode::OK, &json!({ "Functions": functions }))
 }
 
 pub async fn get_function(
@@ -295,7 +296,7 @@ pub async fn get_function(
     if let Some(r) = f.reserved_concurrency {
         body["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
     }
-    crate::http_server::json_response(StatusCode::OK, &body)
+    json_response(StatusCode::OK, &body)
 }
 
 /// Invoking a web app with an API Gateway event, as Bref's FPM runtime allows: the event becomes
@@ -376,7 +377,7 @@ async fn invoke_web(
             true,
         ),
     };
-    let mut r = crate::http_server::json_response(status, &body);
+    let mut r = json_response(status, &body);
     let h = r.headers_mut();
     h.insert(
         "x-amz-executed-version",
