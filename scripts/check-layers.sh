@@ -2,7 +2,8 @@
 # No import cycles between the files of a crate: for every source file of the crates below,
 # collect the sibling modules it names (`crate::MODULE`, `crate::{MODULE, ...}`) and fail when
 # two files name each other. lib.rs is the root that declares the modules: not counted.
-# Grep-based on purpose (no extra tool to install); comment lines are skipped.
+# Also: crates/control depends on no HTTP crate. Grep-based on purpose (no extra tool to
+# install); comment lines are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,12 @@ for crate in "${CRATES[@]}"; do
         fi
     done <<<"$edges"
 done
+# The control plane is not HTTP: the gateway translates requests into calls on it.
+if grep -qE '^(axum|hyper|hyper-util|http|http-body|http-body-util|tusk-gateway)[ .=]' crates/control/Cargo.toml; then
+    echo "crates/control depends on an HTTP crate or on the gateway; it must not" >&2
+    status=1
+fi
 if [ "$status" -eq 0 ]; then
-    echo "check-layers: no import cycle between files in ${CRATES[*]}"
+    echo "check-layers: no import cycle between files in ${CRATES[*]}; crates/control has no HTTP dependency"
 fi
 exit "$status"
