@@ -21,8 +21,8 @@ uses() {
             tr ',' '\n' | sed -E 's/^\s+//; s/\s+$//' |
             grep -E '^[a-z_][a-z0-9_]*$' |
             while read -r m; do
-                [ "$m" != "$base" ] && [ -f "$src/$m.rs" ] && echo "$base $m"
-            done
+                if [ "$m" != "$base" ] && [ -f "$src/$m.rs" ]; then echo "$base $m"; fi
+            done || true # a file that names no sibling is fine
     done | sort -u
 }
 
