@@ -8,6 +8,7 @@ TUSK_WITH_TEST_TOOLS=1 ./scripts/install-deps.sh
 
 echo "==> cargo test"
 cargo test --workspace --quiet
+./scripts/check-layers.sh   # no two files of crates/gateway or crates/control import each other
 
 echo "==> building tusk"
 cargo build --quiet --bin tusk

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod format;
 mod manifest;
+mod node;
 mod package;
 
 use clap::{Parser, Subcommand};

@@ -1,10 +1,8 @@
 //! `/_tusk/*`: the admin API the `tusk` CLI speaks (docs/admin-api.md).
 
-use crate::control::is_sha256;
-use crate::http_server::{
-    admin_error, authorized_body, json_response, reject_unauthorized, Authorized, BodyError,
-};
-use crate::{AppState, GatewayError};
+use crate::auth::{authorized_body, reject_unauthorized, Authorized, BodyError};
+use crate::respond::{control_error, json_response};
+use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +14,8 @@ use sha2::{Digest, Sha256};
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+use tusk_control::is_sha256;
+use tusk_control::ControlError;
 use tusk_manifest::{FunctionSpec, ServiceSpec};
 use tusk_store::ServiceRecord;
 
@@ -63,18 +63,6 @@ pub async fn load_or_create_token(
     .await
     .map_err(std::io::Error::other)??;
     Ok(token)
-}
-
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
-            GatewayError::Conflict(_) => StatusCode::CONFLICT,
-            GatewayError::Internal(_) | GatewayError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        admin_error(status, &self.to_string())
-    }
 }
 
 /// Liveness: the node answers. In a cluster the body also says whether NATS is reachable,
@@ -175,18 +163,20 @@ pub async fn upload_package(
         return r;
     }
     if !is_sha256(&sha) {
-        return GatewayError::BadRequest("the package name must be its lower-case sha256".into())
-            .into_response();
+        return control_error(ControlError::BadRequest(
+            "the package name must be its lower-case sha256".into(),
+        ));
     }
     match store_upload(&state, &sha, body).await {
         Ok(size) => json_response(StatusCode::CREATED, &json!({"sha256": sha, "size": size})),
-        Err(e) => e.into_response(),
+        Err(e) => control_error(e),
     }
 }
 
-async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, GatewayError> {
+async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, ControlError> {
     let final_path = state.control.package_path(sha);
-    let internal = |e: std::io::Error| crate::package::disk_error("cannot store", &final_path, &e);
+    let internal =
+        |e: std::io::Error| tusk_control::package::disk_error("cannot store", &final_path, e);
     let tmp = final_path.with_extension(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
     let mut hasher = Sha256::new();
@@ -195,25 +185,25 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
     let limits = state.control.package_limits;
     let max_upload = limits.max_unpacked_bytes.saturating_add(16 * 1024 * 1024);
     let mut stream = body.into_data_stream();
-    let result: Result<(), GatewayError> = async {
+    let result: Result<(), ControlError> = async {
         loop {
             let next = tokio::time::timeout(state.body_timeout, stream.next()).await;
             let Ok(next) = next else {
-                return Err(GatewayError::BadRequest(format!(
+                return Err(ControlError::BadRequest(format!(
                     "the upload stalled for {} s; upload it again",
                     state.body_timeout.as_secs()
                 )));
             };
             let Some(chunk) = next else { break };
             let chunk =
-                chunk.map_err(|e| GatewayError::BadRequest(format!("upload interrupted: {e}")))?;
+                chunk.map_err(|e| ControlError::BadRequest(format!("upload interrupted: {e}")))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
             if size > max_upload {
-                return Err(GatewayError::BadRequest(format!(
+                return Err(ControlError::BadRequest(format!(
                     "package upload is over {}; the limit is {} unpacked (a zip is never much larger than its contents), set with --max-package-mb",
-                    crate::package::human_size(max_upload),
-                    crate::package::human_size(limits.max_unpacked_bytes)
+                    tusk_control::package::human_size(max_upload),
+                    tusk_control::package::human_size(limits.max_unpacked_bytes)
                 )));
             }
             file.write_all(&chunk).await.map_err(internal)?;
@@ -229,7 +219,7 @@ async fn store_upload(state: &AppState, sha: &str, body: Body) -> Result<u64, Ga
     let actual = hex::encode(hasher.finalize());
     if actual != sha {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(GatewayError::BadRequest(format!(
+        return Err(ControlError::BadRequest(format!(
             "the uploaded package hashes to {actual}, not {sha}; upload it again"
         )));
     }
@@ -251,16 +241,17 @@ pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Respons
         Ok(b) => b,
         Err(BodyError::Rejected(r)) => return r,
         Err(BodyError::TooLarge) => {
-            return GatewayError::BadRequest("deployment request too large".into()).into_response()
+            return control_error(ControlError::BadRequest(
+                "deployment request too large".into(),
+            ))
         }
     };
     let request: DeployRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return GatewayError::BadRequest(format!(
+            return control_error(ControlError::BadRequest(format!(
                 "invalid deployment request: {e}; is your tusk CLI the same version as the node?"
-            ))
-            .into_response()
+            )))
         }
     };
     match state.control.deploy(request.spec, &request.package).await {
@@ -299,7 +290,7 @@ pub async fn deploy(State(state): State<Arc<AppState>>, req: Request) -> Respons
                 }),
             )
         }
-        Err(e) => e.into_response(),
+        Err(e) => control_error(e),
     }
 }
 
@@ -350,10 +341,9 @@ pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Resp
 }
 
 fn not_found(name: &str) -> Response {
-    GatewayError::NotFound(format!(
+    control_error(ControlError::NotFound(format!(
         "function {name} not found; `tusk ls` lists deployed functions (use the full name service-stage-function when a short name is ambiguous)"
-    ))
-    .into_response()
+    )))
 }
 
 pub async fn info(
@@ -396,8 +386,8 @@ pub async fn logs(
             let last_id = lines.last().map(|l| l.id).unwrap_or(after);
             json_response(StatusCode::OK, &json!({"lines": lines, "last_id": last_id}))
         }
-        Ok(Err(e)) => GatewayError::from(e).into_response(),
-        Err(e) => GatewayError::Internal(e.to_string()).into_response(),
+        Ok(Err(e)) => control_error(ControlError::from(e)),
+        Err(e) => control_error(ControlError::from(e)),
     }
 }
 
@@ -415,6 +405,6 @@ pub async fn remove(
     let stage = q.stage.unwrap_or_else(|| "dev".into());
     match state.control.remove(&service, &stage).await {
         Ok(names) => json_response(StatusCode::OK, &json!({"removed": names})),
-        Err(e) => e.into_response(),
+        Err(e) => control_error(e),
     }
 }

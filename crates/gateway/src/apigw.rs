@@ -1,13 +1,16 @@
 //! API Gateway wire formats: HTTP request → event (payload 1.0 / 2.0), and the function's
 //! result → HTTP response, following API Gateway's mapping rules.
+//!
+//! Over 600 lines on purpose: both payload versions in both directions stay side by side (they
+//! share the header, cookie and base64 rules); about 130 of the lines are the tests.
 
-use crate::routes::{Payload, Route};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use tusk_control::routes::{Payload, Route};
 
 /// What the gateway knows of an incoming HTTP request.
 pub struct HttpRequest<'a> {
@@ -574,7 +577,7 @@ pub fn result_from_http(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::routes_for;
+    use tusk_control::routes::routes_for;
     use tusk_manifest::EventSpec;
 
     fn req<'a>(headers: &'a HeaderMap, body: &'a Bytes) -> HttpRequest<'a> {

@@ -1,7 +1,8 @@
 //! `/_tusk/events` and `/_tusk/queues`: what `tusk events` and `tusk queue` show and do.
 
-use crate::http_server::{admin_error, authorized_body, json_response, Authorized, BodyError};
-use crate::AppState;
+use crate::auth::{authorized_body, Authorized, BodyError};
+use crate::respond::{admin_error, json_response};
+use crate::state::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::StatusCode;

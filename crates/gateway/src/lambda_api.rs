@@ -1,8 +1,9 @@
 //! The Lambda API subset on the node's listener: Invoke, ListFunctions, GetFunction
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
-use crate::http_server::{authorized_body, lambda_error, Authorized, BodyError};
-use crate::AppState;
+use crate::auth::{authorized_body, Authorized, BodyError};
+use crate::respond::{json_response, lambda_error};
+use crate::state::AppState;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -277,7 +278,7 @@ fn configuration(record: &ServiceRecord, f: &FunctionSpec, full: &str) -> Value 
 
 pub async fn list_functions(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
     let functions: Vec<Value> = state.control.map_functions(configuration);
-    crate::http_server::json_response(StatusCode::OK, &json!({ "Functions": functions }))
+    json_response(StatusCode::OK, &json!({ "Functions": functions }))
 }
 
 pub async fn get_function(
@@ -295,7 +296,7 @@ pub async fn get_function(
     if let Some(r) = f.reserved_concurrency {
         body["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
     }
-    crate::http_server::json_response(StatusCode::OK, &body)
+    json_response(StatusCode::OK, &body)
 }
 
 /// Invoking a web app with an API Gateway event, as Bref's FPM runtime allows: the event becomes
@@ -376,7 +377,7 @@ async fn invoke_web(
             true,
         ),
     };
-    let mut r = crate::http_server::json_response(status, &body);
+    let mut r = json_response(status, &body);
     let h = r.headers_mut();
     h.insert(
         "x-amz-executed-version",

@@ -287,7 +287,7 @@ async fn serve_over_cap(stream: tokio::net::TcpStream, remote: SocketAddr, route
                     )
                     .await;
                 }
-                let mut r = crate::http_server::admin_error(
+                let mut r = crate::respond::admin_error(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     "the node is at its connection limit (--max-connections); retry shortly",
                 );

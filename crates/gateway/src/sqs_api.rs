@@ -1,7 +1,7 @@
 //! The SQS API subset on the node's listener (AWS JSON 1.0 protocol, `X-Amz-Target:
 //! AmazonSQS.<Action>`), so `aws sqs ... --endpoint-url` and SDKs reach Tusk's queues.
 
-use crate::AppState;
+use crate::state::AppState;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -212,7 +212,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                         let target = p
                             .get("deadLetterTargetArn")
                             .and_then(Value::as_str)
-                            .and_then(crate::event_config::queue_from_arn)
+                            .and_then(tusk_control::event_config::queue_from_arn)
                             .map(String::from);
                         if let Some(t) = &target {
                             user_queue(state, t).await?;

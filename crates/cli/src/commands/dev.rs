@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(default_value = ".", value_name = "DIR")]
     pub dir: PathBuf,
     /// Address the development node listens on.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    #[arg(long, default_value = serve::DEFAULT_LISTEN, value_name = "HOST:PORT")]
     pub listen: String,
     /// Stage to deploy.
     #[arg(long, short, default_value = "dev", value_name = "STAGE")]

@@ -1,12 +1,17 @@
-//! `tusk serve`: run a node. The only async command: it hands over to `tusk_gateway::run_node`.
+//! `tusk serve`: run a node. Its flags and their defaults (the only place they are written);
+//! the node itself is wired in `crate::node`. The only async command.
 
 use anyhow::{anyhow, Context, Result};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use tracing_subscriber::EnvFilter;
+
+use crate::node::{self, NodeConfig};
+
+/// Where a node listens unless told otherwise (`tusk dev` starts one there too).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,7 +20,7 @@ pub struct Args {
         long,
         env = "TUSK_LISTEN",
         hide_env_values = true,
-        default_value = "127.0.0.1:8080",
+        default_value = DEFAULT_LISTEN,
         value_name = "HOST:PORT"
     )]
     pub listen: String,
@@ -52,6 +57,7 @@ pub struct Args {
     pub async_retry_delay_ms: u64,
     /// On SIGTERM, seconds running async events and queue batches may take to finish before
     /// the node stops anyway (HTTP requests in flight always finish).
+    // Inside Kubernetes' default 30 s termination grace period.
     #[arg(long, default_value_t = 25, value_name = "SECS")]
     pub drain_timeout: u64,
     /// Instance isolation: `auto` (full where the host allows it, else degraded with a loud
@@ -99,6 +105,7 @@ pub struct Args {
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout: u64,
     /// Seconds a kept-alive connection may wait for its next request.
+    // nginx's keepalive_timeout.
     #[arg(long, default_value_t = 75, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive_timeout: u64,
     /// Seconds a request body may pause between two reads (the whole body, for signed API
@@ -113,42 +120,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     init_tracing();
-    // Start from the node's defaults so settings without a flag keep them.
-    let mut config = tusk_gateway::NodeConfig::new(resolve_listen(&args.listen)?, args.data_dir);
-    config.idle_timeout = Duration::from_secs(args.idle_timeout);
-    // From the environment only: a token on the command line would show up in `ps`.
-    config.admin_token = std::env::var("TUSK_ADMIN_TOKEN")
-        .ok()
-        .map(|token| token.trim().to_string())
-        .filter(|token| !token.is_empty());
-    config.access_key_id = args.access_key_id;
-    config.max_instances_per_function = args.max_instances;
-    config.queue_limit = args.queue_limit;
-    config.queue_wait = Duration::from_millis(args.queue_wait_ms);
-    config.log_retention = Duration::from_secs(args.log_retention_hours * 3600);
-    config.sandbox = args.sandbox;
-    config.async_retry_delay = Duration::from_millis(args.async_retry_delay_ms);
-    config.drain_timeout = Duration::from_secs(args.drain_timeout);
-    config.cluster = tusk_cluster::parse_urls(&args.cluster);
-    config.cluster_replicas = args.cluster_replicas;
-    // From the environment only, like the admin token.
-    config.cluster_auth = tusk_cluster::ClusterAuth::from_env(|name| std::env::var(name).ok())
-        .map_err(|err| anyhow!("cannot read the cluster credentials: {err}"))?;
-    config.advertise_url = args.advertise_url;
-    config.public_metrics = args.public_metrics;
-    config.allow_second_schedules = args.allow_second_schedules;
-    config.max_package_mb = args.max_package_mb;
-    config.header_read_timeout = Duration::from_secs(args.header_read_timeout);
-    config.keepalive_timeout = Duration::from_secs(args.keepalive_timeout);
-    config.body_timeout = Duration::from_secs(args.body_timeout);
-    config.max_connections = args.max_connections.map(|n| n as usize);
+    let config = NodeConfig::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime
-        .block_on(tusk_gateway::run_node(config))
-        .map_err(|err| anyhow!("{err}"))?;
+    runtime.block_on(node::run_node(config))?;
     Ok(ExitCode::SUCCESS)
 }
 

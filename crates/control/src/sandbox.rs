@@ -1,17 +1,17 @@
 //! Starting the node's sandbox and saying loudly when instances are not isolated.
 
-use crate::control::PhpInstall;
-use crate::NodeError;
+use crate::plane::PhpInstall;
+use crate::ControlError;
 use std::path::Path;
 use std::sync::Arc;
 use tusk_sandbox::{Level, Mode, Options, Sandbox};
 
 /// Probes the host (a few ms: cgroupfs, a sandboxed `sh`) and sets up the node's cgroups.
-pub(crate) async fn start(
+pub async fn start(
     mode: Mode,
     data_dir: &Path,
     php: Option<&PhpInstall>,
-) -> Result<Arc<Sandbox>, NodeError> {
+) -> Result<Arc<Sandbox>, ControlError> {
     let mut options = Options::new(mode, data_dir.join("run"));
     // TUSK_FREEZE_AFTER_MS: how long an instance may stay idle before it is frozen (default
     // 50; 0 freezes right after each invocation, as Lambda does; `never` keeps idle instances
@@ -26,7 +26,7 @@ pub(crate) async fn start(
         Some(ms) => match ms.parse::<u64>() {
             Ok(ms) => options.freeze_after = Some(std::time::Duration::from_millis(ms)),
             Err(_) => {
-                return Err(NodeError::Startup(format!(
+                return Err(ControlError::Setting(format!(
                     "TUSK_FREEZE_AFTER_MS={ms}: expected milliseconds or `never`"
                 )))
             }
@@ -41,10 +41,7 @@ pub(crate) async fn start(
             }
         }
     }
-    let sandbox = tokio::task::spawn_blocking(move || Sandbox::init(options))
-        .await
-        .map_err(|e| NodeError::Startup(format!("the sandbox probe failed: {e}")))?
-        .map_err(|e| NodeError::Startup(e.to_string()))?;
+    let sandbox = tokio::task::spawn_blocking(move || Sandbox::init(options)).await??;
     let report = sandbox.report();
     match report.level {
         Level::Full => tracing::info!("sandbox: full isolation\n{report}"),

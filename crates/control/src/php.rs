@@ -1,6 +1,6 @@
 //! Finding PHP on the node, and installing Tusk's PHP runtime into the data directory.
 
-use crate::control::PhpInstall;
+use crate::plane::PhpInstall;
 use std::path::{Path, PathBuf};
 
 mod embedded {

@@ -6,7 +6,7 @@
 //! may only point inside the package, and sizes are counted as bytes are written so a zip bomb
 //! stops early, whatever the archive declares.
 
-use crate::GatewayError;
+use crate::ControlError;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -51,14 +51,18 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// An I/O error on the node's disk: a full disk says so and where to free space.
-pub fn disk_error(what: &str, path: &Path, e: &std::io::Error) -> GatewayError {
+pub fn disk_error(what: &str, path: &Path, e: std::io::Error) -> ControlError {
     if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        GatewayError::Internal(format!(
-            "the node's disk is full ({what}: {e}); free space under the data directory ({}) and deploy again",
-            data_dir_hint(path).display()
-        ))
+        ControlError::DiskFull {
+            context: what.to_string(),
+            data_dir: data_dir_hint(path),
+            source: e,
+        }
     } else {
-        GatewayError::Internal(format!("{what} {}: {e}", path.display()))
+        ControlError::Io {
+            context: format!("{what} {}", path.display()),
+            source: e,
+        }
     }
 }
 
@@ -74,8 +78,8 @@ fn data_dir_hint(path: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn too_large(size: String, limits: &Limits) -> GatewayError {
-    GatewayError::BadRequest(format!(
+fn too_large(size: String, limits: &Limits) -> ControlError {
+    ControlError::BadRequest(format!(
         "package is {size} unpacked; the limit is {}, set with --max-package-mb",
         human_size(limits.max_unpacked_bytes)
     ))
@@ -83,36 +87,32 @@ fn too_large(size: String, limits: &Limits) -> GatewayError {
 
 /// Unpacks `zip_path` into `target` (atomically: into a staging directory next to it, then
 /// renamed). Refuses, naming the entry, anything that would land or point outside `target`.
-pub fn unpack(zip_path: &Path, target: &Path, limits: &Limits) -> Result<(), GatewayError> {
-    let file =
-        std::fs::File::open(zip_path).map_err(|e| disk_error("cannot open", zip_path, &e))?;
+pub fn unpack(zip_path: &Path, target: &Path, limits: &Limits) -> Result<(), ControlError> {
+    let file = std::fs::File::open(zip_path).map_err(|e| disk_error("cannot open", zip_path, e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-        GatewayError::BadRequest(format!("the package is not a valid zip archive: {e}"))
+        ControlError::BadRequest(format!("the package is not a valid zip archive: {e}"))
     })?;
-    let parent = target
-        .parent()
-        .ok_or_else(|| GatewayError::Internal("code directory has no parent".into()))?;
-    std::fs::create_dir_all(parent).map_err(|e| disk_error("cannot create", parent, &e))?;
+    let parent = target.parent().ok_or_else(|| ControlError::Io {
+        context: format!("{}", target.display()),
+        source: std::io::Error::other("the code directory has no parent"),
+    })?;
+    std::fs::create_dir_all(parent).map_err(|e| disk_error("cannot create", parent, e))?;
     // Removed on drop, so on every failure below.
     let staging = tempfile::Builder::new()
         .prefix(".unpack-")
         .tempdir_in(parent)
-        .map_err(|e| disk_error("cannot create a staging directory in", parent, &e))?;
+        .map_err(|e| disk_error("cannot create a staging directory in", parent, e))?;
     unpack_into(&mut archive, staging.path(), limits)?;
     // The package root is world-readable (0755) like every directory in it: sandboxed
     // instances run as an unprivileged uid, as on Lambda.
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| disk_error("cannot set the mode of", staging.path(), &e))?;
+        .map_err(|e| disk_error("cannot set the mode of", staging.path(), e))?;
     let staged = staging.keep();
     if let Err(e) = std::fs::rename(&staged, target) {
         let _ = std::fs::remove_dir_all(&staged);
         // Another deploy of the same package won the race: fine.
         if !target.exists() {
-            return Err(disk_error(
-                "cannot move the unpacked package to",
-                target,
-                &e,
-            ));
+            return Err(disk_error("cannot move the unpacked package to", target, e));
         }
     }
     Ok(())
@@ -122,12 +122,12 @@ fn unpack_into<R: Read + std::io::Seek>(
     archive: &mut zip::ZipArchive<R>,
     root: &Path,
     limits: &Limits,
-) -> Result<(), GatewayError> {
+) -> Result<(), ControlError> {
     let bad = |e: String| {
-        GatewayError::BadRequest(format!("the package is not a valid zip archive: {e}"))
+        ControlError::BadRequest(format!("the package is not a valid zip archive: {e}"))
     };
     if archive.len() > limits.max_entries {
-        return Err(GatewayError::BadRequest(format!(
+        return Err(ControlError::BadRequest(format!(
             "package has {} entries; the limit is {}",
             archive.len(),
             limits.max_entries
@@ -203,13 +203,13 @@ fn unpack_into<R: Read + std::io::Seek>(
                 ));
             }
             if this_entry > cap {
-                return Err(GatewayError::BadRequest(format!(
+                return Err(ControlError::BadRequest(format!(
                     "package entry `{name}` unpacks to more than it declares ({declared_size} bytes from {} compressed); rebuild the package",
                     entry.compressed_size()
                 )));
             }
             out.write_all(&buf[..n])
-                .map_err(|e| disk_error("cannot write", &dest, &e))?;
+                .map_err(|e| disk_error("cannot write", &dest, e))?;
         }
         // The umask may have narrowed the mode; set it exactly.
         out.set_permissions(std::fs::Permissions::from_mode(if exec {
@@ -217,7 +217,7 @@ fn unpack_into<R: Read + std::io::Seek>(
         } else {
             0o644
         }))
-        .map_err(|e| disk_error("cannot set the mode of", &dest, &e))?;
+        .map_err(|e| disk_error("cannot set the mode of", &dest, e))?;
     }
     // Links last, so no entry is ever written through one.
     for (rel, name, target) in &links {
@@ -239,27 +239,27 @@ fn unpack_into<R: Read + std::io::Seek>(
     Ok(())
 }
 
-fn entry_error(name: &str, dest: &Path, e: std::io::Error) -> GatewayError {
+fn entry_error(name: &str, dest: &Path, e: std::io::Error) -> ControlError {
     if e.kind() == std::io::ErrorKind::AlreadyExists {
-        GatewayError::BadRequest(format!(
+        ControlError::BadRequest(format!(
             "package entry `{name}` appears twice (or as a file and a directory); rebuild the package"
         ))
     } else {
-        disk_error("cannot write", dest, &e)
+        disk_error("cannot write", dest, e)
     }
 }
 
-fn outside(name: &str, target: &str) -> GatewayError {
-    GatewayError::BadRequest(format!(
+fn outside(name: &str, target: &str) -> ControlError {
+    ControlError::BadRequest(format!(
         "package entry `{name}` is a symlink to `{target}`, outside the package; packages may only link inside themselves"
     ))
 }
 
 /// The relative path of an entry, or an error naming it when its name could land outside the
 /// package. `None` for the root itself (`./`).
-fn entry_path(raw: &[u8], name: &str) -> Result<Option<PathBuf>, GatewayError> {
+fn entry_path(raw: &[u8], name: &str) -> Result<Option<PathBuf>, ControlError> {
     let refuse = |why: &str| {
-        Err(GatewayError::BadRequest(format!(
+        Err(ControlError::BadRequest(format!(
             "package entry `{}` {why}; rebuild the package with `tusk deploy`",
             name.escape_debug()
         )))
@@ -289,7 +289,7 @@ fn entry_path(raw: &[u8], name: &str) -> Result<Option<PathBuf>, GatewayError> {
 }
 
 /// Creates the directories above `rel`, refusing to go through a symlink.
-fn make_parents(root: &Path, rel: &Path, name: &str) -> Result<(), GatewayError> {
+fn make_parents(root: &Path, rel: &Path, name: &str) -> Result<(), ControlError> {
     let mut dir = root.to_path_buf();
     if let Some(parent) = rel.parent() {
         for c in parent.components() {
@@ -300,10 +300,10 @@ fn make_parents(root: &Path, rel: &Path, name: &str) -> Result<(), GatewayError>
     Ok(())
 }
 
-fn make_dir(root: &Path, dir: &Path, name: &str) -> Result<(), GatewayError> {
+fn make_dir(root: &Path, dir: &Path, name: &str) -> Result<(), ControlError> {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(GatewayError::BadRequest(format!(
+        Ok(_) => Err(ControlError::BadRequest(format!(
             "package entry `{name}` lies under `{}`, which is not a directory in the package; rebuild the package",
             dir.strip_prefix(root).unwrap_or(dir).display()
         ))),
@@ -311,16 +311,16 @@ fn make_dir(root: &Path, dir: &Path, name: &str) -> Result<(), GatewayError> {
             std::fs::DirBuilder::new()
                 .mode(0o755)
                 .create(dir)
-                .map_err(|e| disk_error("cannot create", dir, &e))?;
+                .map_err(|e| disk_error("cannot create", dir, e))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| disk_error("cannot set the mode of", dir, &e))
+                .map_err(|e| disk_error("cannot set the mode of", dir, e))
         }
     }
 }
 
 /// A link's target must be relative and, resolved against the link's own directory, stay
 /// inside the package.
-fn check_link(rel: &Path, name: &str, target: &str) -> Result<(), GatewayError> {
+fn check_link(rel: &Path, name: &str, target: &str) -> Result<(), ControlError> {
     if target.is_empty() || target.contains('\0') || target.starts_with('/') {
         return Err(outside(name, target));
     }
@@ -406,7 +406,7 @@ mod tests {
         file
     }
 
-    fn unpacked(entries: &[(&str, u32, &[u8])]) -> (tempfile::TempDir, Result<(), GatewayError>) {
+    fn unpacked(entries: &[(&str, u32, &[u8])]) -> (tempfile::TempDir, Result<(), ControlError>) {
         let zip = zip_of(entries);
         let dir = tempfile::tempdir().unwrap();
         let r = unpack(zip.path(), &dir.path().join("code"), &Limits::default());
@@ -491,5 +491,25 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_full_disk_says_where_to_free_space_and_keeps_the_io_error() {
+        let e = disk_error(
+            "cannot write",
+            Path::new("/srv/tusk/code/abc/index.php"),
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(e, ControlError::DiskFull { .. }), "{e:?}");
+        assert!(e
+            .to_string()
+            .contains("free space under the data directory (/srv/tusk)"));
+        assert!(std::error::Error::source(&e).is_some());
+        let e = disk_error(
+            "cannot open",
+            Path::new("/x.zip"),
+            std::io::Error::other("boom"),
+        );
+        assert_eq!(e.to_string(), "cannot open /x.zip: boom");
     }
 }

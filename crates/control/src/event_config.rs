@@ -1,7 +1,7 @@
 //! Turns a deployed function's `events`, `destinations` and async settings into the events
 //! engine's configuration, checking every reference at deploy time.
 
-use crate::GatewayError;
+use crate::ControlError;
 use std::time::Duration;
 use tusk_events::{Destination, FunctionEvents, ScheduleSpec, SqsMapping};
 use tusk_manifest::arn::{function_arn, function_name_or_self};
@@ -24,12 +24,12 @@ fn destination(
     known_function: &dyn Fn(&str) -> bool,
     known_queue: &dyn Fn(&str) -> bool,
     function: &str,
-) -> Result<Destination, GatewayError> {
+) -> Result<Destination, ControlError> {
     if let Some(queue) = queue_from_arn(raw) {
         if known_queue(queue) {
             return Ok(Destination::Queue(queue.to_string()));
         }
-        return Err(GatewayError::BadRequest(format!(
+        return Err(ControlError::BadRequest(format!(
             "function {function}: destination queue `{queue}` does not exist; create it with `tusk queue create {queue}` or declare it as a queue construct"
         )));
     }
@@ -41,7 +41,7 @@ fn destination(
     if own || known_function(name) {
         return Ok(Destination::Function(name.to_string()));
     }
-    Err(GatewayError::BadRequest(format!(
+    Err(ControlError::BadRequest(format!(
         "function {function}: unknown destination `{raw}`; use a function of this service, a deployed function's name or ARN, or arn:aws:sqs:REGION:ACCOUNT:QUEUE for a Tusk queue"
     )))
 }
@@ -51,9 +51,9 @@ pub fn build(
     f: &FunctionSpec,
     known_function: &dyn Fn(&str) -> bool,
     known_queue: &dyn Fn(&str) -> bool,
-) -> Result<FunctionEvents, GatewayError> {
+) -> Result<FunctionEvents, ControlError> {
     let name = spec.function_name(f);
-    let dest = |raw: &Option<String>| -> Result<Option<Destination>, GatewayError> {
+    let dest = |raw: &Option<String>| -> Result<Option<Destination>, ControlError> {
         raw.as_deref()
             .map(|r| destination(spec, r, known_function, known_queue, &name))
             .transpose()
@@ -73,7 +73,7 @@ pub fn build(
                 let schedule = expression
                     .parse()
                     .map_err(|e: tusk_schedule::ScheduleError| {
-                        GatewayError::BadRequest(format!("function {name}: {e}"))
+                        ControlError::BadRequest(format!("function {name}: {e}"))
                     })?;
                 schedules.push(ScheduleSpec {
                     key: format!("{name}#{i}#{expression}"),
@@ -89,12 +89,12 @@ pub fn build(
                 function_response_type,
             } => {
                 let queue = queue_from_arn(arn).ok_or_else(|| {
-                    GatewayError::BadRequest(format!(
+                    ControlError::BadRequest(format!(
                         "function {name}: sqs event `{arn}` is not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)"
                     ))
                 })?;
                 if !known_queue(queue) {
-                    return Err(GatewayError::BadRequest(format!(
+                    return Err(ControlError::BadRequest(format!(
                         "function {name}: queue `{queue}` does not exist; create it with `tusk queue create {queue}` or declare it as a queue construct"
                     )));
                 }

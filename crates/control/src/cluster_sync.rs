@@ -4,7 +4,7 @@
 //! download and the new pools' start. [`share_reserved_concurrency`] keeps each node's part
 //! of every `reservedConcurrency` in line with the nodes up.
 
-use crate::{AppState, GatewayError};
+use crate::{ControlError, ControlPlane};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tusk_cluster::{JetStreamRegistry, Peers, RegistryChange};
 use tusk_pool::{Dispatcher, Placement};
 use tusk_store::{Registry, ServiceRecord};
 
-pub async fn follow(state: Arc<AppState>, store: Arc<JetStreamRegistry>) {
+pub async fn follow(control: Arc<ControlPlane>, store: Arc<JetStreamRegistry>) {
     loop {
         match store.watch().await {
             Ok(changes) => {
@@ -22,9 +22,9 @@ pub async fn follow(state: Arc<AppState>, store: Arc<JetStreamRegistry>) {
                         Ok(RegistryChange::Put(record)) => {
                             // Its own task: a panic in the NATS client while applying one
                             // change must not end the watch.
-                            let (state, store) = (state.clone(), store.clone());
+                            let (control, store) = (control.clone(), store.clone());
                             if let Err(e) =
-                                tokio::spawn(async move { apply(&state, &store, record).await })
+                                tokio::spawn(async move { apply(&control, &store, record).await })
                                     .await
                             {
                                 tracing::error!(error = %e, "applying a registry change failed");
@@ -35,12 +35,10 @@ pub async fn follow(state: Arc<AppState>, store: Arc<JetStreamRegistry>) {
                             let (svc, stg) = (service.clone(), stage.clone());
                             let forget = move || {
                                 local.remove_service(&svc, &stg)?;
-                                Ok::<(), GatewayError>(())
+                                Ok::<(), ControlError>(())
                             };
-                            if let Err(e) = state
-                                .control
-                                .remove_replicated(&service, &stage, forget)
-                                .await
+                            if let Err(e) =
+                                control.remove_replicated(&service, &stage, forget).await
                             {
                                 tracing::error!(%service, %stage, error = %e, "cannot remove a service the cluster removed");
                             }
@@ -58,16 +56,12 @@ pub async fn follow(state: Arc<AppState>, store: Arc<JetStreamRegistry>) {
     }
 }
 
-async fn apply(state: &AppState, store: &JetStreamRegistry, record: ServiceRecord) {
+async fn apply(control: &ControlPlane, store: &JetStreamRegistry, record: ServiceRecord) {
     let (service, version) = (record.spec.service.clone(), record.version);
-    if state
-        .control
-        .live_version(&record.spec.service, &record.spec.stage)
-        >= Some(version)
-    {
+    if control.live_version(&record.spec.service, &record.spec.stage) >= Some(version) {
         return;
     }
-    let path = state.control.package_path(&record.package);
+    let path = control.package_path(&record.package);
     let mut tries = 0;
     while tokio::fs::metadata(&path).await.is_err() {
         let fetch = store.fetch_package(&record.package, &path);
@@ -95,7 +89,7 @@ async fn apply(state: &AppState, store: &JetStreamRegistry, record: ServiceRecor
         Ok(Err(e)) => tracing::warn!(%service, error = %e, "cannot record the version locally"),
         Err(e) => tracing::warn!(%service, error = %e, "cannot record the version locally"),
     }
-    if let Err(e) = state.control.activate_replicated(record).await {
+    if let Err(e) = control.activate_replicated(record).await {
         tracing::error!(%service, version, error = %e, "cannot serve the new version");
     }
 }
