@@ -24,6 +24,9 @@ mod sqs_api;
 mod web;
 
 pub use control::ACCOUNT_ID;
+/// For the fuzz targets in `fuzz/` (and nothing else): unpacking runs on uploaded bytes.
+#[doc(hidden)]
+pub use package::unpack as unpack_package;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
