@@ -314,7 +314,10 @@ pub fn response_from_result(payload: Payload, result: &[u8]) -> HttpResponse {
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         })
-        .and_then(|c| StatusCode::from_u16(c as u16).ok());
+        // API Gateway's range; `as u16` would also turn 65736 into 200.
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (100..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok());
     let Some(status) = status else {
         return bad_gateway();
     };
@@ -636,5 +639,21 @@ mod tests {
         );
         assert_eq!(r.status, 302);
         assert_eq!(r.headers[0].1, "/x");
+    }
+
+    #[test]
+    fn status_outside_api_gateway_range_is_a_502() {
+        // 600-999 passed through (the apigw fuzz target checks this), and 65736 wrapped to 200.
+        for bad in ["99", "600", "999", "65736", "4294967496", "-200", "\"abc\""] {
+            let result = format!(r#"{{"statusCode":{bad},"body":"x"}}"#);
+            for payload in [Payload::V1, Payload::V2] {
+                let r = response_from_result(payload, result.as_bytes());
+                assert_eq!(r.status, 502, "{bad}");
+            }
+        }
+        assert_eq!(
+            response_from_result(Payload::V1, br#"{"statusCode":599}"#).status,
+            599
+        );
     }
 }
