@@ -318,4 +318,22 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abcd"));
         assert!(ct_eq(b"", b""));
     }
+
+    #[test]
+    fn presigned_date_with_multibyte_text_is_refused_not_a_panic() {
+        // Found by the sigv4 fuzz target: this anonymous query panicked the handler.
+        let h = HeaderMap::new();
+        let req = RequestParts {
+            method: "GET",
+            raw_path: "/2015-03-31/functions/",
+            raw_query: "X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                        &X-Amz-Credential=tusk%2F20240517%2Fus-east-1%2Flambda%2Faws4_request\
+                        &X-Amz-Date=20240%EF%BF%BDT103000Z&X-Amz-Expires=300\
+                        &X-Amz-SignedHeaders=host&X-Amz-Signature=00",
+            headers: &h,
+            body: b"",
+        };
+        let err = authenticate(&req, &creds(), SystemTime::now()).unwrap_err();
+        assert!(matches!(err, AuthError::Malformed(_)), "{err:?}");
+    }
 }
