@@ -10,6 +10,9 @@ echo "==> cargo test"
 cargo test --workspace --quiet
 ./scripts/check-layers.sh   # no two files of crates/gateway or crates/control import each other
 
+echo "==> fuzz smoke run (every cargo-fuzz target over its committed corpus, a few seconds each)"
+./scripts/fuzz-smoke.sh
+
 echo "==> building tusk"
 cargo build --quiet --bin tusk
 export TUSK_BIN="$PWD/target/debug/tusk"

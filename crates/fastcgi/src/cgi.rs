@@ -232,6 +232,9 @@ mod tests {
             b"Status: 99\r\n\r\n",
             b"Status: 4040\r\n\r\n",
             b"Status: 000 Zero\r\n\r\n",
+            // Outside HTTP's classes (the cgi_response fuzz target checks this): passed through before.
+            b"Status: 600 Beyond\r\n\r\n",
+            b"Status: 999\r\n\r\n",
             b"Status:\r\n\r\n",
             b"Status: 101 Switching Protocols\r\n\r\n",
             b"Status: 600\r\n\r\n",

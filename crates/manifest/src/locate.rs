@@ -304,6 +304,10 @@ fn opens_block_scalar(rest: &str) -> bool {
 
 /// Column (0-based, within `s`) of `key:` inside a flow mapping.
 fn find_flow_key(s: &str, key: &str) -> Option<usize> {
+    // An empty key matches everywhere without advancing: the loop below would never end.
+    if key.is_empty() {
+        return None;
+    }
     let mut search = 0;
     while let Some(found) = s[search..].find(key) {
         let at = search + found;
@@ -436,5 +440,18 @@ functions:
             Seg::Index(2),
         ];
         assert_eq!(PathDisplay(&p).to_string(), "functions.f.events[2]");
+    }
+
+    #[test]
+    fn empty_key_in_a_flow_fallback_ends() {
+        // Found by the manifest_load fuzz target: `find_flow_key` looped forever on an empty
+        // key, so this 231-byte file hung `tusk deploy`.
+        assert_eq!(find_flow_key("{a: 1}", ""), None);
+        assert_eq!(
+            SourceMap::new("a: {b: 1}\n").locate(&[Seg::key("a"), Seg::key("")]),
+            Some(Pos { line: 1, column: 1 })
+        );
+        let hung = "service: my-app\n\nprovider:\n  name: aws\n  region: eu-west-3\n  runtiee: php-82\n  environment:\n    APP_ENV: prod\n    LOG_Lpatterns:\n    -99ns:\n    -9999999)'!node_moironment:\n    !dules/edul   runtime: php-82-console\n    timeout: 120\n";
+        let _ = crate::load_str("serverless.yml", hung, &crate::LoadOptions::default());
     }
 }

@@ -8,8 +8,8 @@
 //! `X-Amz-Security-Token` is not checked: Tusk issues no session tokens, and the signature
 //! alone proves the client holds the secret.
 
-mod canonical;
-mod timestamp;
+pub(crate) mod canonical;
+pub(crate) mod timestamp;
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;

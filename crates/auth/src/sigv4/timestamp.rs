@@ -28,7 +28,9 @@ impl Timestamp {
     /// Parses the strict `YYYYMMDDTHHMMSSZ` form of `X-Amz-Date`.
     pub(crate) fn parse_amz(s: &str) -> Option<Self> {
         let b = s.as_bytes();
-        if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        // ASCII first: the fields are sliced by byte offset, and a presigned URL's
+        // `X-Amz-Date` is percent-decoded, so it can hold any UTF-8.
+        if !s.is_ascii() || b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
             return None;
         }
         let num = |range: std::ops::Range<usize>| -> Option<u32> {
@@ -109,6 +111,9 @@ mod tests {
             "20150830T253600Z",
             "2015083+T123600Z",
             "",
+            // Found by the sigv4 fuzz target: 16 bytes with a 3-byte character across the
+            // month field panicked on a non-boundary slice.
+            "20240\u{fffd}T103000Z",
         ] {
             assert_eq!(Timestamp::parse_amz(bad), None, "{bad}");
         }
