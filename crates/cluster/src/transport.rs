@@ -43,7 +43,7 @@ fn subject(function: &str) -> String {
 }
 
 fn queue_err(e: ClusterError) -> QueueError {
-    QueueError::Cluster(e.to_string())
+    QueueError::cluster("", e)
 }
 
 fn header<T: std::str::FromStr>(message: &async_nats::Message, name: &str) -> Option<T> {
@@ -175,7 +175,7 @@ impl JetStreamTransport {
             }
             None => {
                 events
-                    .queue_db()
+                    .queues()
                     .send(queue, vec![message])
                     .await
                     .map_err(|e| ClusterError::Io(e.to_string()))?;
@@ -399,7 +399,7 @@ impl AsyncTransport for JetStreamTransport {
                 .js
                 .get_stream(ASYNC_STREAM)
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot open the async stream: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot open the async stream", e))?;
             let mut consumer = match stream
                 .get_consumer::<pull::Config>(&format!("async-{function}"))
                 .await
@@ -411,7 +411,7 @@ impl AsyncTransport for JetStreamTransport {
             let info = consumer
                 .info()
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot read the async consumer: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot read the async consumer", e))?;
             Ok((info.num_pending, info.num_ack_pending as u64))
         })
     }
@@ -435,10 +435,10 @@ impl AsyncTransport for JetStreamTransport {
             let value = store
                 .get(&kv_key)
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot read a schedule anchor: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot read a schedule anchor", e))?;
             value
                 .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
-                .ok_or_else(|| QueueError::Cluster("a schedule anchor is missing".into()))
+                .ok_or_else(|| QueueError::cluster_msg("a schedule anchor is missing"))
         })
     }
 }

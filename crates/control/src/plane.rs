@@ -297,29 +297,25 @@ impl ControlPlane {
             let dlq = (q.max_receive_count > 0).then(|| format!("{}-dlq", q.name));
             if let Some(dlq) = &dlq {
                 self.events
-                    .queue_db()
-                    .run(tusk_events::queue_db::Op::CreateQueue(
-                        tusk_events::queue_db::QueueConfig {
-                            name: dlq.clone(),
-                            visibility_timeout_s: q.visibility_timeout,
-                            max_receive_count: 0,
-                            dead_letter: None,
-                            internal: false,
-                        },
-                    ))
+                    .queues()
+                    .create_queue(tusk_events::queue_db::QueueConfig {
+                        name: dlq.clone(),
+                        visibility_timeout_s: q.visibility_timeout,
+                        max_receive_count: 0,
+                        dead_letter: None,
+                        internal: false,
+                    })
                     .await?;
             }
             self.events
-                .queue_db()
-                .run(tusk_events::queue_db::Op::CreateQueue(
-                    tusk_events::queue_db::QueueConfig {
-                        name: q.name.clone(),
-                        visibility_timeout_s: q.visibility_timeout,
-                        max_receive_count: q.max_receive_count,
-                        dead_letter: dlq,
-                        internal: false,
-                    },
-                ))
+                .queues()
+                .create_queue(tusk_events::queue_db::QueueConfig {
+                    name: q.name.clone(),
+                    visibility_timeout_s: q.visibility_timeout,
+                    max_receive_count: q.max_receive_count,
+                    dead_letter: dlq,
+                    internal: false,
+                })
                 .await?;
         }
         Ok(())
@@ -332,7 +328,7 @@ impl ControlPlane {
     ) -> Result<Vec<tusk_events::FunctionEvents>, ControlError> {
         let queues: Vec<String> = self
             .events
-            .queue_db()
+            .queues()
             .queues()
             .await?
             .into_iter()

@@ -6,12 +6,14 @@
 
 mod invoker;
 pub mod queue_db;
+pub mod queues;
 pub mod records;
 mod schedules;
 mod sqs_source;
 
 use bytes::Bytes;
-use queue_db::{Message, NewMessage, Op, QueueConfig, QueueDb, QueueError};
+use queue_db::{Message, NewMessage, QueueConfig, QueueError, Retry};
+use queues::Queues;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
@@ -125,7 +127,7 @@ pub enum Decision {
 }
 
 /// Where async invocations travel when the node is one of a cluster (NATS JetStream); without
-/// one they stay in the node's [`QueueDb`].
+/// one they stay in the node's [`queue_db::QueueDb`].
 pub trait AsyncTransport: Send + Sync + 'static {
     /// Durably enqueues an event for `function`. A second publish with the same `dedup_id`
     /// inside the transport's window is dropped (schedules use it to fire once per tick).
@@ -157,7 +159,7 @@ struct FunctionState {
 }
 
 pub struct Events {
-    store: QueueDb,
+    store: Queues,
     invoker: Arc<dyn Invoker>,
     settings: EventSettings,
     functions: RwLock<HashMap<String, FunctionState>>,
@@ -206,12 +208,12 @@ pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
 
 impl Events {
     pub async fn start(
-        store: QueueDb,
+        store: Queues,
         invoker: Arc<dyn Invoker>,
         settings: EventSettings,
     ) -> Result<Arc<Events>, QueueError> {
         // A single node restarting owns everything that was in flight: deliver it again.
-        store.run(Op::ReleaseInternal).await?;
+        store.release_internal().await?;
         let events = Arc::new(Events {
             store,
             invoker,
@@ -279,7 +281,8 @@ impl Events {
         self.transport.get()
     }
 
-    pub fn queue_db(&self) -> &QueueDb {
+    /// The node's queues (the router that knows which live in the cluster).
+    pub fn queues(&self) -> &Queues {
         &self.store
     }
 
@@ -291,13 +294,13 @@ impl Events {
     /// and queue pollers.
     pub async fn configure(self: &Arc<Self>, config: FunctionEvents) -> Result<(), QueueError> {
         self.store
-            .run(Op::CreateQueue(QueueConfig {
+            .create_queue(QueueConfig {
                 name: async_queue(&config.function),
                 visibility_timeout_s: config.timeout.as_secs() as u32 + 30,
                 max_receive_count: 0,
                 dead_letter: None,
                 internal: true,
-            }))
+            })
             .await?;
         let mut tasks = Vec::new();
         for s in &config.schedules {
@@ -619,25 +622,18 @@ impl Events {
         error: &str,
         attempt: u32,
     ) {
-        let op = Op::Retry {
-            queue: queue.to_string(),
-            receipt: message.receipt.clone(),
+        let retry = Retry {
             delay_ms: delay.as_millis() as u64,
             error: Some(error.to_string()),
             attributes: Some(serde_json::json!({"attempt": attempt})),
         };
-        if let Err(e) = self.store.run(op).await {
+        if let Err(e) = self.store.retry(queue, &message.receipt, retry).await {
             tracing::error!(error = %e, "cannot schedule a retry; the event will be redelivered after its visibility timeout");
         }
     }
 
     async fn finish(&self, queue: &str, receipt: &str, then_send: Vec<(String, NewMessage)>) {
-        let op = Op::Complete {
-            queue: queue.to_string(),
-            receipt: receipt.to_string(),
-            then_send,
-        };
-        if let Err(e) = self.store.run(op).await {
+        if let Err(e) = self.store.complete(queue, receipt, then_send).await {
             tracing::error!(error = %e, "cannot complete an event; it will be redelivered");
         }
         self.wake.notify_one();

@@ -2,7 +2,7 @@
 //! invocation in one commit, so a restart never fires a tick twice. Ticks missed while the
 //! node was down are counted and logged, not replayed in a burst.
 
-use crate::queue_db::{now_ms, Op, Reply};
+use crate::queue_db::now_ms;
 use crate::{async_queue, new_message, records, AsyncEvent, AsyncTransport, Events, ScheduleSpec};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,16 +24,8 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
     if let Some(transport) = events.transport().cloned() {
         return run_clustered(events, transport, function, spec).await;
     }
-    let state = match events
-        .store
-        .run(Op::ScheduleState {
-            key: spec.key.clone(),
-            anchor_ms: now_ms(),
-        })
-        .await
-    {
-        Ok(Reply::Schedule(s)) => s,
-        Ok(_) => return,
+    let state = match events.store.schedule_state(&spec.key, now_ms()).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(function, schedule = %spec.schedule, error = %e, "cannot load schedule state");
             return;
@@ -53,15 +45,7 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
             .schedule_missed
             .fetch_add(n, Ordering::Relaxed);
         let fire_ms = ms(*latest);
-        let _ = events
-            .store
-            .run(Op::Fire {
-                key: spec.key.clone(),
-                fire_ms,
-                missed: n,
-                send: vec![],
-            })
-            .await;
+        let _ = events.store.fire(&spec.key, fire_ms, n, vec![]).await;
         last = fire_ms;
     }
     loop {
@@ -77,14 +61,9 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
             body,
             serde_json::json!({"attempt": 0, "schedule": spec.key}),
         );
-        let op = Op::Fire {
-            key: spec.key.clone(),
-            fire_ms: next_ms,
-            missed: 0,
-            send: vec![(async_queue(&function), message)],
-        };
-        match events.store.run(op).await {
-            Ok(Reply::Bool(true)) => {
+        let send = vec![(async_queue(&function), message)];
+        match events.store.fire(&spec.key, next_ms, 0, send).await {
+            Ok(true) => {
                 events
                     .counters
                     .schedule_fired

@@ -2,7 +2,7 @@
 //! Failed messages become visible again after the queue's visibility timeout; past
 //! `maxReceiveCount` deliveries the store moves them to the dead-letter queue.
 
-use crate::queue_db::{Message, Op};
+use crate::queue_db::{Message, Retry};
 use crate::records::sqs_record;
 use crate::{Events, Invoked, SqsMapping};
 use bytes::Bytes;
@@ -92,13 +92,14 @@ pub(crate) async fn handle(
             for m in &batch {
                 let _ = events
                     .store
-                    .run(Op::Retry {
-                        queue: m.queue.clone(),
-                        receipt: m.receipt.clone(),
-                        delay_ms: 500,
-                        error: None,
-                        attributes: None,
-                    })
+                    .retry(
+                        &m.queue,
+                        &m.receipt,
+                        Retry {
+                            delay_ms: 500,
+                            ..Retry::default()
+                        },
+                    )
                     .await;
             }
             return;

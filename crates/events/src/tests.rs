@@ -3,12 +3,11 @@
 //! records, and SQS batches (partial failures, redrive, order).
 
 use super::*;
-// The queue database's names in one place (the `seams` step renames `store` to `queue_db`).
 use crate::queue_db::{now_ms, QueueDb};
 use std::collections::VecDeque;
 
-fn db(events: &Events) -> &QueueDb {
-    events.queue_db()
+fn db(events: &Events) -> &Queues {
+    events.queues()
 }
 
 /// Answers invocations from a script, recording the payloads it was given.
@@ -71,7 +70,9 @@ async fn engine(
         retry_base_delay,
         region: "us-east-1".into(),
     };
-    let events = Events::start(store, invoker, settings).await.unwrap();
+    let events = Events::start(Queues::new(store), invoker, settings)
+        .await
+        .unwrap();
     (events, dir)
 }
 
@@ -222,7 +223,7 @@ async fn an_async_event_runs_again_after_its_failures_and_its_success_is_recorde
     let invoker = FakeInvoker::answering(vec![failed(), failed(), answer]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
     db(&events)
-        .run(Op::CreateQueue(queue("done", 0, None)))
+        .create_queue(queue("done", 0, None))
         .await
         .unwrap();
     events.configure(config(2)).await.unwrap();
@@ -243,7 +244,7 @@ async fn a_throttled_async_event_runs_again_as_the_same_attempt() {
     let invoker = FakeInvoker::answering(vec![Invoked::Throttled, answer]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
     db(&events)
-        .run(Op::CreateQueue(queue("done", 0, None)))
+        .create_queue(queue("done", 0, None))
         .await
         .unwrap();
     events.configure(config(0)).await.unwrap();
@@ -295,11 +296,11 @@ async fn with_jobs(invoker: Arc<FakeInvoker>) -> (Arc<Events>, tempfile::TempDir
     let (events, dir) = engine(invoker, Duration::from_secs(60)).await;
     let store = db(&events);
     store
-        .run(Op::CreateQueue(queue("jobs-dlq", 0, None)))
+        .create_queue(queue("jobs-dlq", 0, None))
         .await
         .unwrap();
     store
-        .run(Op::CreateQueue(queue("jobs", 2, Some("jobs-dlq"))))
+        .create_queue(queue("jobs", 2, Some("jobs-dlq")))
         .await
         .unwrap();
     let sent: Vec<NewMessage> = ["a", "b", "c"]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::queue_db::{NewMessage, QueueConfig, QueueError};
 use tusk_events::records::md5_hex;
 use tusk_manifest::arn::{queue_arn, DEFAULT_REGION};
 
@@ -107,7 +107,7 @@ fn queue_url(state: &AppState, name: &str) -> String {
 }
 
 async fn user_queue(state: &AppState, name: &str) -> Result<QueueConfig, SqsError> {
-    match state.control.events.queue_db().queue(name).await? {
+    match state.control.events.queues().queue(name).await? {
         Some(q) if !q.internal => Ok(q),
         _ => Err(SqsError::missing_queue(name)),
     }
@@ -178,7 +178,7 @@ pub async fn handle(state: &AppState, parts: &http::request::Parts, body: Bytes)
 }
 
 async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsError> {
-    let store = state.control.events.queue_db();
+    let store = state.control.events.queues();
     match action {
         "CreateQueue" => {
             let name = req
@@ -222,13 +222,13 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                     None => (0, None),
                 };
             store
-                .run(Op::CreateQueue(QueueConfig {
+                .create_queue(QueueConfig {
                     name: name.to_string(),
                     visibility_timeout_s: visibility,
                     max_receive_count,
                     dead_letter,
                     internal: false,
-                }))
+                })
                 .await?;
             Ok(json!({"QueueUrl": queue_url(state, name)}))
         }
@@ -257,7 +257,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
         "DeleteQueue" => {
             let name = queue_name(req)?;
             user_queue(state, &name).await?;
-            store.run(Op::DeleteQueue(name)).await?;
+            store.delete_queue(&name).await?;
             Ok(json!({}))
         }
         "SendMessage" => {
@@ -375,13 +375,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             store
-                .run(Op::Retry {
-                    queue: name,
-                    receipt: receipt.to_string(),
-                    delay_ms: seconds * 1000,
-                    error: None,
-                    attributes: None,
-                })
+                .change_visibility(&name, receipt, seconds * 1000)
                 .await?;
             Ok(json!({}))
         }
@@ -412,7 +406,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
         "PurgeQueue" => {
             let name = queue_name(req)?;
             user_queue(state, &name).await?;
-            store.run(Op::Purge(name)).await?;
+            store.purge(&name).await?;
             Ok(json!({}))
         }
         other => Err(SqsError::new(
