@@ -3,7 +3,8 @@
 //! records, and SQS batches (partial failures, redrive, order).
 
 use super::*;
-use crate::queue_db::{now_ms, QueueDb};
+use crate::queue_db::{now_ms, Message, QueueDb};
+use bytes::Bytes;
 use std::collections::VecDeque;
 
 fn db(events: &Events) -> &Queues {
