@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tusk_events::queue_db::{now_ms, NewMessage, QueueError};
-use tusk_events::{AsyncEvent, AsyncTransport, BoxFuture, Decision, Events, FunctionEvents};
+use tusk_events::{
+    AsyncInvocation, AsyncTransport, BoxFuture, Decision, EventEngine, FunctionEventConfig,
+};
 
 const H_ID: &str = "Tusk-Request-Id";
 const H_ATTEMPT: &str = "Tusk-Attempt";
@@ -64,7 +66,7 @@ impl JetStreamTransport {
     async fn send(
         &self,
         function: &str,
-        event: AsyncEvent,
+        event: AsyncInvocation,
         dedup_id: String,
     ) -> Result<bool, ClusterError> {
         let mut tries = 0;
@@ -84,7 +86,7 @@ impl JetStreamTransport {
     async fn send_once(
         &self,
         function: &str,
-        event: &AsyncEvent,
+        event: &AsyncInvocation,
         dedup_id: &str,
     ) -> Result<bool, ClusterError> {
         let message = PublishMessage::build()
@@ -158,13 +160,13 @@ impl JetStreamTransport {
     /// anything else to the node's queue of that name.
     async fn route(
         &self,
-        events: &Events,
+        events: &EventEngine,
         queue: &str,
         message: NewMessage,
     ) -> Result<(), ClusterError> {
         match queue.strip_prefix("async:") {
             Some(function) => {
-                let event = AsyncEvent {
+                let event = AsyncInvocation {
                     id: message.id.clone(),
                     body: message.body,
                     attempt: 0,
@@ -187,12 +189,12 @@ impl JetStreamTransport {
 
     async fn handle(
         &self,
-        events: &Events,
-        config: &FunctionEvents,
+        events: &EventEngine,
+        config: &FunctionEventConfig,
         message: async_nats::jetstream::Message,
     ) {
         let now = now_ms();
-        let event = AsyncEvent {
+        let event = AsyncInvocation {
             id: header(&message, H_ID).unwrap_or_default(),
             body: String::from_utf8_lossy(&message.payload).into_owned(),
             attempt: header(&message, H_ATTEMPT).unwrap_or(0),
@@ -223,7 +225,7 @@ impl JetStreamTransport {
             } => {
                 tracing::info!(function = %config.function, request_id = %event.id, attempt, error = %error, "async event failed; retrying later");
                 let dedup = format!("{}#{attempt}", event.id);
-                let retry = AsyncEvent {
+                let retry = AsyncInvocation {
                     attempt,
                     not_before_ms: now_ms() + delay.as_millis() as i64,
                     ..event.clone()
@@ -253,9 +255,9 @@ impl JetStreamTransport {
         }
     }
 
-    async fn consume_loop(self: Arc<Self>, events: Arc<Events>, function: String) {
+    async fn consume_loop(self: Arc<Self>, events: Arc<EventEngine>, function: String) {
         let limit = events.limit_for(&function);
-        // Events of this function fetched here and not finished yet.
+        // Invocations of this function fetched here and not finished yet.
         let running = Arc::new(AtomicUsize::new(0));
         loop {
             let Some(config) = events.config(&function) else {
@@ -378,7 +380,7 @@ impl AsyncTransport for JetStreamTransport {
     fn publish<'a>(
         &'a self,
         function: &'a str,
-        event: AsyncEvent,
+        event: AsyncInvocation,
         dedup_id: String,
     ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
@@ -388,7 +390,11 @@ impl AsyncTransport for JetStreamTransport {
         })
     }
 
-    fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()> {
+    fn consume(
+        self: Arc<Self>,
+        events: Arc<EventEngine>,
+        function: String,
+    ) -> BoxFuture<'static, ()> {
         Box::pin(self.consume_loop(events, function))
     }
 

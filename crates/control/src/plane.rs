@@ -37,7 +37,7 @@ pub struct ControlPlane {
     pub php_runtime_dir: PathBuf,
     pub limits: PoolLimits,
     pub logs: Arc<dyn LogSink>,
-    pub events: Arc<tusk_events::Events>,
+    pub events: Arc<tusk_events::EventEngine>,
     /// Base URL of this node, for the queue URLs functions receive.
     pub base_url: String,
     /// Where php-cgi workers' Unix sockets live (see [`socket_dir`]).
@@ -84,7 +84,7 @@ impl ControlPlane {
         limits: PoolLimits,
         logs: Arc<dyn LogSink>,
         dispatcher: Arc<Dispatcher>,
-        events: Arc<tusk_events::Events>,
+        events: Arc<tusk_events::EventEngine>,
         base_url: String,
     ) -> ControlPlane {
         ControlPlane {
@@ -325,7 +325,7 @@ impl ControlPlane {
     async fn event_configs(
         &self,
         spec: &ServiceSpec,
-    ) -> Result<Vec<tusk_events::FunctionEvents>, ControlError> {
+    ) -> Result<Vec<tusk_events::FunctionEventConfig>, ControlError> {
         let queues: Vec<String> = self
             .events
             .queues()

@@ -7,7 +7,8 @@
 
 use crate::queue_db::{self, Message, NewMessage, QueueError, Retry};
 use crate::{
-    async_queue, new_message, records, BoxFuture, Destination, Events, FunctionEvents, Invoked,
+    async_queue, new_message, records, BoxFuture, Destination, EventEngine, FunctionEventConfig,
+    Invoked,
 };
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 /// One async invocation as it travels between nodes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AsyncEvent {
+pub struct AsyncInvocation {
     /// The request id the caller got back.
     pub id: String,
     pub body: String,
@@ -28,7 +29,7 @@ pub struct AsyncEvent {
     pub not_before_ms: i64,
 }
 
-/// What to do with an async event after one try (see [`Events::attempt`]).
+/// What to do with an async invocation after one try (see [`EventEngine::attempt`]).
 #[derive(Debug)]
 pub enum Decision {
     /// Finished (succeeded, dropped or out of retries): remove it and send these records to
@@ -53,12 +54,16 @@ pub trait AsyncTransport: Send + Sync + 'static {
     fn publish<'a>(
         &'a self,
         function: &'a str,
-        event: AsyncEvent,
+        event: AsyncInvocation,
         dedup_id: String,
     ) -> BoxFuture<'a, Result<bool, QueueError>>;
     /// Takes `function`'s events (shared with every other node) and runs them through
-    /// [`Events::attempt`] until the task is aborted.
-    fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()>;
+    /// [`EventEngine::attempt`] until the task is aborted.
+    fn consume(
+        self: Arc<Self>,
+        events: Arc<EventEngine>,
+        function: String,
+    ) -> BoxFuture<'static, ()>;
     /// How many of `function`'s events wait across the cluster, and how many are being run
     /// (handed out, not yet acked).
     fn depth<'a>(&'a self, function: &'a str) -> BoxFuture<'a, Result<(u64, u64), QueueError>>;
@@ -71,7 +76,7 @@ pub trait AsyncTransport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<i64, QueueError>>;
 }
 
-impl Events {
+impl EventEngine {
     /// Accepts an async (`Event`) invocation; returns its request id once it is durably stored.
     pub async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<String, QueueError> {
         let body = String::from_utf8(payload.to_vec())
@@ -80,7 +85,7 @@ impl Events {
         let id = message.id.clone();
         match self.transport.get() {
             Some(transport) => {
-                let event = AsyncEvent {
+                let event = AsyncInvocation {
                     id: id.clone(),
                     body: message.body,
                     attempt: 0,
@@ -90,7 +95,7 @@ impl Events {
                 transport.publish(function, event, id.clone()).await?;
             }
             None => {
-                self.store
+                self.queues
                     .send(&async_queue(function), vec![message])
                     .await?;
             }
@@ -123,7 +128,7 @@ impl Events {
                 };
                 let visibility = (config.timeout + Duration::from_secs(30)).as_millis() as u64;
                 let messages = match self
-                    .store
+                    .queues
                     .receive(&async_queue(&function), free.min(64), visibility)
                     .await
                 {
@@ -175,9 +180,9 @@ impl Events {
         }
     }
 
-    async fn run_async(&self, config: &FunctionEvents, message: Message) {
+    async fn run_async(&self, config: &FunctionEventConfig, message: Message) {
         let queue = async_queue(&config.function);
-        let event = AsyncEvent {
+        let event = AsyncInvocation {
             id: message.id.clone(),
             body: message.body.clone(),
             attempt: message
@@ -207,8 +212,8 @@ impl Events {
     /// handed out (it stretches the back-off while the function stays busy).
     pub async fn attempt(
         &self,
-        config: &FunctionEvents,
-        event: &AsyncEvent,
+        config: &FunctionEventConfig,
+        event: &AsyncInvocation,
         deliveries: u32,
     ) -> Decision {
         let attempt = event.attempt;
@@ -275,8 +280,8 @@ impl Events {
 
     fn after_error(
         &self,
-        config: &FunctionEvents,
-        event: &AsyncEvent,
+        config: &FunctionEventConfig,
+        event: &AsyncInvocation,
         response: Option<Bytes>,
         error: String,
     ) -> Decision {
@@ -316,13 +321,13 @@ impl Events {
             error: Some(error.to_string()),
             attributes: Some(serde_json::json!({"attempt": attempt})),
         };
-        if let Err(e) = self.store.retry(queue, &message.receipt, retry).await {
+        if let Err(e) = self.queues.retry(queue, &message.receipt, retry).await {
             tracing::error!(error = %e, "cannot schedule a retry; the event will be redelivered after its visibility timeout");
         }
     }
 
     async fn finish(&self, queue: &str, receipt: &str, then_send: Vec<(String, NewMessage)>) {
-        if let Err(e) = self.store.complete(queue, receipt, then_send).await {
+        if let Err(e) = self.queues.complete(queue, receipt, then_send).await {
             tracing::error!(error = %e, "cannot complete an event; it will be redelivered");
         }
         self.wake.notify_one();

@@ -1,7 +1,7 @@
 //! Events that are never lost: async invocations (retries, maximum age, destinations),
 //! schedules that fire once per tick, and durable queues feeding `sqs` events.
 //!
-//! This file holds the engine itself ([`Events`]: per-function configuration, the tasks it
+//! This file holds the engine itself ([`EventEngine`]: per-function configuration, the tasks it
 //! starts, draining at shutdown) and the configuration types; each kind of work has its own
 //! module: `async_invocations` (accept, dispatch, attempt, retry, destinations), `schedules`,
 //! `sqs_source`; [`queues::Queues`] decides where a queue lives, [`queue_db::QueueDb`] is the
@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use async_invocations::{AsyncEvent, AsyncTransport, Decision};
+pub use async_invocations::{AsyncInvocation, AsyncTransport, Decision};
 pub use invoker::{Invoked, Invoker};
 
 /// Lambda's limit on an async (Event) payload.
@@ -38,7 +38,7 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 
 /// Node-wide settings.
 #[derive(Debug, Clone)]
-pub struct EventSettings {
+pub struct EngineSettings {
     /// Delay before the first retry of a failed async invocation; the second waits twice as
     /// long (Lambda: about 1 and 2 minutes).
     pub retry_base_delay: Duration,
@@ -72,7 +72,7 @@ pub struct ScheduleSpec {
 
 /// What the events engine needs to know about one function.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FunctionEvents {
+pub struct FunctionEventConfig {
     pub function: String,
     pub function_arn: String,
     pub max_retries: u32,
@@ -102,35 +102,37 @@ pub struct EventCounters {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 struct FunctionState {
-    config: FunctionEvents,
+    config: FunctionEventConfig,
     tasks: Vec<JoinHandle<()>>,
 }
 
-pub struct Events {
-    store: Queues,
+/// The events engine: one per node. Runs every function's async invocations, schedules and
+/// `sqs` pollers, and tracks the work in progress so a stopping node can drain it.
+pub struct EventEngine {
+    queues: Queues,
     invoker: Arc<dyn Invoker>,
-    settings: EventSettings,
+    settings: EngineSettings,
     functions: RwLock<HashMap<String, FunctionState>>,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     wake: Notify,
     transport: OnceLock<Arc<dyn AsyncTransport>>,
     /// Set when the node stops: take no new events or messages, finish those held.
     draining: AtomicBool,
-    /// Events and message batches being run right now (see [`Events::work`]).
+    /// Async invocations and message batches being run right now (see [`EventEngine::work`]).
     working: AtomicUsize,
     work_done: Notify,
     pub counters: EventCounters,
 }
 
-/// Counts one event or message batch as being run until dropped.
+/// Counts one async invocation or message batch as being run until dropped.
 pub struct WorkGuard {
-    events: Arc<Events>,
+    engine: Arc<EventEngine>,
 }
 
 impl Drop for WorkGuard {
     fn drop(&mut self) {
-        if self.events.working.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.events.work_done.notify_waiters();
+        if self.engine.working.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.engine.work_done.notify_waiters();
         }
     }
 }
@@ -154,16 +156,16 @@ pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
     }
 }
 
-impl Events {
+impl EventEngine {
     pub async fn start(
-        store: Queues,
+        queues: Queues,
         invoker: Arc<dyn Invoker>,
-        settings: EventSettings,
-    ) -> Result<Arc<Events>, QueueError> {
+        settings: EngineSettings,
+    ) -> Result<Arc<EventEngine>, QueueError> {
         // A single node restarting owns everything that was in flight: deliver it again.
-        store.release_internal().await?;
-        let events = Arc::new(Events {
-            store,
+        queues.release_internal().await?;
+        let events = Arc::new(EventEngine {
+            queues,
             invoker,
             settings,
             functions: RwLock::new(HashMap::new()),
@@ -187,11 +189,11 @@ impl Events {
         }
     }
 
-    /// Marks an event or message batch as being run, for [`Events::drain`].
+    /// Marks an event or message batch as being run, for [`EventEngine::drain`].
     pub fn work(self: &Arc<Self>) -> WorkGuard {
         self.working.fetch_add(1, Ordering::AcqRel);
         WorkGuard {
-            events: self.clone(),
+            engine: self.clone(),
         }
     }
 
@@ -231,17 +233,20 @@ impl Events {
 
     /// The node's queues (the router that knows which live in the cluster).
     pub fn queues(&self) -> &Queues {
-        &self.store
+        &self.queues
     }
 
-    pub fn settings(&self) -> &EventSettings {
+    pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
 
     /// Installs (or replaces) a function's event configuration and (re)starts its schedules
     /// and queue pollers.
-    pub async fn configure(self: &Arc<Self>, config: FunctionEvents) -> Result<(), QueueError> {
-        self.store
+    pub async fn configure(
+        self: &Arc<Self>,
+        config: FunctionEventConfig,
+    ) -> Result<(), QueueError> {
+        self.queues
             .create_queue(QueueConfig {
                 name: async_queue(&config.function),
                 visibility_timeout_s: config.timeout.as_secs() as u32 + 30,
@@ -299,7 +304,7 @@ impl Events {
         }
     }
 
-    pub fn config(&self, function: &str) -> Option<FunctionEvents> {
+    pub fn config(&self, function: &str) -> Option<FunctionEventConfig> {
         self.functions
             .read()
             .ok()?
