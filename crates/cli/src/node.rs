@@ -199,10 +199,10 @@ pub async fn run_node(config: NodeConfig) -> Result<()> {
     let dispatcher = Arc::new(tusk_pool::Dispatcher::default());
     let queue_db = tusk_events::queue_db::QueueDb::open(&data_dir.join("events.db"))
         .context("cannot open the event database")?;
-    let events = tusk_events::Events::start(
-        queue_db,
+    let events = tusk_events::EventEngine::start(
+        tusk_events::queues::Queues::new(queue_db),
         Arc::new(tusk_control::pool_invoker::PoolInvoker(dispatcher.clone())),
-        tusk_events::EventSettings {
+        tusk_events::EngineSettings {
             retry_base_delay: config.async_retry_delay,
             region: tusk_manifest::arn::DEFAULT_REGION.into(),
         },
@@ -211,7 +211,7 @@ pub async fn run_node(config: NodeConfig) -> Result<()> {
     .context("cannot start the event engine")?;
     if let Some(cluster) = &cluster {
         events
-            .queue_db()
+            .queues()
             .set_shared(tusk_cluster::JetStreamQueues::start(cluster.clone()));
         events.set_transport(Arc::new(tusk_cluster::JetStreamTransport::new(
             cluster.clone(),

@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tusk_events::queue_db::{
-    now_ms, Message, NewMessage, Op, QueueConfig, QueueError, QueueStats, Reply, SharedQueues,
-};
+use tusk_events::queue_db::{now_ms, Message, NewMessage, QueueConfig, QueueError, QueueStats};
+use tusk_events::queues::SharedQueues;
 use tusk_events::BoxFuture;
 
 /// How long a delete or visibility change waits for JetStream's answer.
@@ -61,11 +60,13 @@ fn consumer_name(queue: &str) -> String {
 }
 
 fn cluster_err(e: ClusterError) -> QueueError {
-    QueueError::Cluster(e.to_string())
+    QueueError::cluster("", e)
 }
 
-fn err<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> QueueError {
-    move |e| QueueError::Cluster(format!("{what}: {e}"))
+fn err<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+) -> impl FnOnce(E) -> QueueError {
+    move |e| QueueError::cluster(what, e)
 }
 
 /// A receipt must be an ack subject of this queue's consumer: anything else could ack
@@ -191,10 +192,13 @@ impl JetStreamQueues {
                 Ok(c) => c,
                 // Another node created it in between.
                 Err(first) => stream.get_consumer(&name).await.map_err(|e| {
-                    QueueError::Cluster(format!(
-                        "cannot open the consumer of queue {}: {first}; {e}",
-                        config.name
-                    ))
+                    QueueError::cluster(
+                        format!(
+                            "cannot open the consumer of queue {} ({first})",
+                            config.name
+                        ),
+                        e,
+                    )
                 })?,
             },
         };
@@ -249,14 +253,18 @@ impl JetStreamQueues {
         match tokio::time::timeout(ACK_TIMEOUT, request).await {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(false),
-            Ok(Err(e)) => Err(QueueError::Cluster(format!("cannot reach the queue: {e}"))),
-            Err(_) => Err(QueueError::Cluster(
-                "the queue did not answer in time; try again".into(),
+            Ok(Err(e)) => Err(QueueError::cluster("cannot reach the queue", e)),
+            Err(_) => Err(QueueError::cluster_msg(
+                "the queue did not answer in time; try again",
             )),
         }
     }
 
-    async fn send(&self, queue: &str, messages: Vec<NewMessage>) -> Result<Reply, QueueError> {
+    async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<String>, QueueError> {
         self.config(queue).await?;
         let now = now_ms();
         let mut ids = Vec::with_capacity(messages.len());
@@ -275,7 +283,7 @@ impl JetStreamQueues {
             self.publish(queue, &envelope, &m.id).await?;
             ids.push(m.id);
         }
-        Ok(Reply::Ids(ids))
+        Ok(ids)
     }
 
     async fn receive(
@@ -283,7 +291,7 @@ impl JetStreamQueues {
         queue: &str,
         max: usize,
         visibility_ms: u64,
-    ) -> Result<Reply, QueueError> {
+    ) -> Result<Vec<Message>, QueueError> {
         let config = self.config(queue).await?;
         let consumer = self.consumer(&config).await?;
         let mut batch = match consumer.fetch().max_messages(max.max(1)).messages().await {
@@ -293,9 +301,10 @@ impl JetStreamQueues {
                 if let Ok(mut c) = self.consumers.lock() {
                     c.remove(queue);
                 }
-                return Err(QueueError::Cluster(format!(
-                    "cannot receive from queue {queue}: {e}"
-                )));
+                return Err(QueueError::cluster(
+                    format!("cannot receive from queue {queue}"),
+                    e,
+                ));
             }
         };
         let now = now_ms();
@@ -356,7 +365,7 @@ impl JetStreamQueues {
                 last_error: None,
             });
         }
-        Ok(Reply::Messages(out))
+        Ok(out)
     }
 
     async fn queues(&self) -> Result<Vec<QueueConfig>, QueueError> {
@@ -425,107 +434,85 @@ impl JetStreamQueues {
         Ok(out)
     }
 
-    async fn execute(&self, op: Op) -> Result<Reply, QueueError> {
-        match op {
-            Op::CreateQueue(config) => {
-                let value = serde_json::to_vec(&config).map_err(err("cannot encode a queue"))?;
-                self.bucket()
-                    .put(&config.name, value.into())
-                    .await
-                    .map_err(err("cannot store a queue's settings"))?;
-                if let Ok(mut c) = self.configs.write() {
-                    c.insert(config.name.clone(), config.clone());
-                }
-                if let Ok(mut c) = self.consumers.lock() {
-                    c.remove(&config.name);
-                }
-                self.consumer(&config).await?;
-                Ok(Reply::Done)
-            }
-            Op::DeleteQueue(name) => {
-                let existed = self.config(&name).await.is_ok();
-                self.bucket()
-                    .delete(&name)
-                    .await
-                    .map_err(err("cannot delete a queue"))?;
-                if let Ok(mut c) = self.configs.write() {
-                    c.remove(&name);
-                }
-                if let Ok(mut c) = self.consumers.lock() {
-                    c.remove(&name);
-                }
-                let stream = self.stream().await?;
-                let _ = stream.delete_consumer(&consumer_name(&name)).await;
-                stream
-                    .purge()
-                    .filter(subject(&name))
-                    .await
-                    .map_err(err("cannot drop a deleted queue's messages"))?;
-                Ok(Reply::Bool(existed))
-            }
-            Op::Queues => Ok(Reply::Queues(self.queues().await?)),
-            Op::Queue(name) => match self.config(&name).await {
-                Ok(config) => Ok(Reply::Queues(vec![config])),
-                Err(QueueError::NoSuchQueue(_)) => Ok(Reply::Queues(vec![])),
-                Err(e) => Err(e),
-            },
-            Op::Stats => Ok(Reply::Stats(self.stats().await?)),
-            Op::Send { queue, messages } => self.send(&queue, messages).await,
-            Op::Receive {
-                queue,
-                max,
-                visibility_ms,
-            } => self.receive(&queue, max, visibility_ms).await,
-            Op::Delete { queue, receipt } => {
-                if !valid_receipt(&queue, &receipt) {
-                    return Ok(Reply::Bool(false));
-                }
-                Ok(Reply::Bool(self.answer(&receipt, "+ACK".into()).await?))
-            }
-            Op::Retry {
-                queue,
-                receipt,
-                delay_ms,
-                ..
-            } => {
-                if !valid_receipt(&queue, &receipt) {
-                    return Ok(Reply::Bool(false));
-                }
-                let payload = if delay_ms == 0 {
-                    "-NAK".to_string()
-                } else {
-                    nak(Duration::from_millis(delay_ms))
-                };
-                Ok(Reply::Bool(self.answer(&receipt, payload).await?))
-            }
-            Op::Complete {
-                queue,
-                receipt,
-                then_send,
-            } => {
-                if !valid_receipt(&queue, &receipt) {
-                    return Ok(Reply::Bool(false));
-                }
-                // Sends first: a crash in between repeats the message, never loses its records.
-                for (dest, message) in then_send {
-                    self.send(&dest, vec![message]).await?;
-                }
-                Ok(Reply::Bool(self.answer(&receipt, "+ACK".into()).await?))
-            }
-            Op::Purge(queue) => {
-                self.config(&queue).await?;
-                self.stream()
-                    .await?
-                    .purge()
-                    .filter(subject(&queue))
-                    .await
-                    .map_err(err("cannot purge the queue"))?;
-                Ok(Reply::Done)
-            }
-            Op::ReleaseInternal | Op::ScheduleState { .. } | Op::Fire { .. } => Err(
-                QueueError::Invalid("internal queue operations stay on the node".into()),
-            ),
+    async fn create_queue(&self, config: QueueConfig) -> Result<(), QueueError> {
+        let value = serde_json::to_vec(&config).map_err(err("cannot encode a queue"))?;
+        self.bucket()
+            .put(&config.name, value.into())
+            .await
+            .map_err(err("cannot store a queue's settings"))?;
+        if let Ok(mut c) = self.configs.write() {
+            c.insert(config.name.clone(), config.clone());
         }
+        if let Ok(mut c) = self.consumers.lock() {
+            c.remove(&config.name);
+        }
+        self.consumer(&config).await?;
+        Ok(())
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<bool, QueueError> {
+        let existed = self.config(name).await.is_ok();
+        self.bucket()
+            .delete(name)
+            .await
+            .map_err(err("cannot delete a queue"))?;
+        if let Ok(mut c) = self.configs.write() {
+            c.remove(name);
+        }
+        if let Ok(mut c) = self.consumers.lock() {
+            c.remove(name);
+        }
+        let stream = self.stream().await?;
+        let _ = stream.delete_consumer(&consumer_name(name)).await;
+        stream
+            .purge()
+            .filter(subject(name))
+            .await
+            .map_err(err("cannot drop a deleted queue's messages"))?;
+        Ok(existed)
+    }
+
+    async fn queue(&self, name: &str) -> Result<Option<QueueConfig>, QueueError> {
+        match self.config(name).await {
+            Ok(config) => Ok(Some(config)),
+            Err(QueueError::NoSuchQueue(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<bool, QueueError> {
+        if !valid_receipt(queue, receipt) {
+            return Ok(false);
+        }
+        self.answer(receipt, "+ACK".into()).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        delay_ms: u64,
+    ) -> Result<bool, QueueError> {
+        if !valid_receipt(queue, receipt) {
+            return Ok(false);
+        }
+        let payload = if delay_ms == 0 {
+            "-NAK".to_string()
+        } else {
+            nak(Duration::from_millis(delay_ms))
+        };
+        self.answer(receipt, payload).await
+    }
+
+    async fn purge(&self, queue: &str) -> Result<(), QueueError> {
+        self.config(queue).await?;
+        self.stream()
+            .await?
+            .purge()
+            .filter(subject(queue))
+            .await
+            .map_err(err("cannot purge the queue"))?;
+        Ok(())
     }
 }
 
@@ -534,8 +521,58 @@ fn nak(delay: Duration) -> String {
 }
 
 impl SharedQueues for JetStreamQueues {
-    fn run(&self, op: Op) -> BoxFuture<'_, Result<Reply, QueueError>> {
-        Box::pin(self.execute(op))
+    fn create_queue(&self, config: QueueConfig) -> BoxFuture<'_, Result<(), QueueError>> {
+        Box::pin(JetStreamQueues::create_queue(self, config))
+    }
+    fn delete_queue<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
+        Box::pin(JetStreamQueues::delete_queue(self, name))
+    }
+    fn queue<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<QueueConfig>, QueueError>> {
+        Box::pin(JetStreamQueues::queue(self, name))
+    }
+    fn queues(&self) -> BoxFuture<'_, Result<Vec<QueueConfig>, QueueError>> {
+        Box::pin(JetStreamQueues::queues(self))
+    }
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<QueueStats>, QueueError>> {
+        Box::pin(JetStreamQueues::stats(self))
+    }
+    fn send<'a>(
+        &'a self,
+        queue: &'a str,
+        messages: Vec<NewMessage>,
+    ) -> BoxFuture<'a, Result<Vec<String>, QueueError>> {
+        Box::pin(JetStreamQueues::send(self, queue, messages))
+    }
+    fn receive<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        visibility_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Message>, QueueError>> {
+        Box::pin(JetStreamQueues::receive(self, queue, max, visibility_ms))
+    }
+    fn delete<'a>(
+        &'a self,
+        queue: &'a str,
+        receipt: &'a str,
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
+        Box::pin(JetStreamQueues::delete(self, queue, receipt))
+    }
+    fn change_visibility<'a>(
+        &'a self,
+        queue: &'a str,
+        receipt: &'a str,
+        delay_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
+        Box::pin(JetStreamQueues::change_visibility(
+            self, queue, receipt, delay_ms,
+        ))
+    }
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        Box::pin(JetStreamQueues::purge(self, queue))
     }
 }
 

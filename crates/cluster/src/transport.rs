@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tusk_events::queue_db::{now_ms, NewMessage, QueueError};
-use tusk_events::{AsyncEvent, AsyncTransport, BoxFuture, Decision, Events, FunctionEvents};
+use tusk_events::{
+    AsyncInvocation, AsyncTransport, BoxFuture, Decision, EventEngine, FunctionEventConfig,
+};
 
 const H_ID: &str = "Tusk-Request-Id";
 const H_ATTEMPT: &str = "Tusk-Attempt";
@@ -43,7 +45,7 @@ fn subject(function: &str) -> String {
 }
 
 fn queue_err(e: ClusterError) -> QueueError {
-    QueueError::Cluster(e.to_string())
+    QueueError::cluster("", e)
 }
 
 fn header<T: std::str::FromStr>(message: &async_nats::Message, name: &str) -> Option<T> {
@@ -64,7 +66,7 @@ impl JetStreamTransport {
     async fn send(
         &self,
         function: &str,
-        event: AsyncEvent,
+        event: AsyncInvocation,
         dedup_id: String,
     ) -> Result<bool, ClusterError> {
         let mut tries = 0;
@@ -84,7 +86,7 @@ impl JetStreamTransport {
     async fn send_once(
         &self,
         function: &str,
-        event: &AsyncEvent,
+        event: &AsyncInvocation,
         dedup_id: &str,
     ) -> Result<bool, ClusterError> {
         let message = PublishMessage::build()
@@ -158,13 +160,13 @@ impl JetStreamTransport {
     /// anything else to the node's queue of that name.
     async fn route(
         &self,
-        events: &Events,
+        events: &EventEngine,
         queue: &str,
         message: NewMessage,
     ) -> Result<(), ClusterError> {
         match queue.strip_prefix("async:") {
             Some(function) => {
-                let event = AsyncEvent {
+                let event = AsyncInvocation {
                     id: message.id.clone(),
                     body: message.body,
                     attempt: 0,
@@ -175,7 +177,7 @@ impl JetStreamTransport {
             }
             None => {
                 events
-                    .queue_db()
+                    .queues()
                     .send(queue, vec![message])
                     .await
                     .map_err(|e| ClusterError::Io(e.to_string()))?;
@@ -187,12 +189,12 @@ impl JetStreamTransport {
 
     async fn handle(
         &self,
-        events: &Events,
-        config: &FunctionEvents,
+        events: &EventEngine,
+        config: &FunctionEventConfig,
         message: async_nats::jetstream::Message,
     ) {
         let now = now_ms();
-        let event = AsyncEvent {
+        let event = AsyncInvocation {
             id: header(&message, H_ID).unwrap_or_default(),
             body: String::from_utf8_lossy(&message.payload).into_owned(),
             attempt: header(&message, H_ATTEMPT).unwrap_or(0),
@@ -223,7 +225,7 @@ impl JetStreamTransport {
             } => {
                 tracing::info!(function = %config.function, request_id = %event.id, attempt, error = %error, "async event failed; retrying later");
                 let dedup = format!("{}#{attempt}", event.id);
-                let retry = AsyncEvent {
+                let retry = AsyncInvocation {
                     attempt,
                     not_before_ms: now_ms() + delay.as_millis() as i64,
                     ..event.clone()
@@ -253,9 +255,9 @@ impl JetStreamTransport {
         }
     }
 
-    async fn consume_loop(self: Arc<Self>, events: Arc<Events>, function: String) {
+    async fn consume_loop(self: Arc<Self>, events: Arc<EventEngine>, function: String) {
         let limit = events.limit_for(&function);
-        // Events of this function fetched here and not finished yet.
+        // Invocations of this function fetched here and not finished yet.
         let running = Arc::new(AtomicUsize::new(0));
         loop {
             let Some(config) = events.config(&function) else {
@@ -378,7 +380,7 @@ impl AsyncTransport for JetStreamTransport {
     fn publish<'a>(
         &'a self,
         function: &'a str,
-        event: AsyncEvent,
+        event: AsyncInvocation,
         dedup_id: String,
     ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
@@ -388,7 +390,11 @@ impl AsyncTransport for JetStreamTransport {
         })
     }
 
-    fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()> {
+    fn consume(
+        self: Arc<Self>,
+        events: Arc<EventEngine>,
+        function: String,
+    ) -> BoxFuture<'static, ()> {
         Box::pin(self.consume_loop(events, function))
     }
 
@@ -399,7 +405,7 @@ impl AsyncTransport for JetStreamTransport {
                 .js
                 .get_stream(ASYNC_STREAM)
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot open the async stream: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot open the async stream", e))?;
             let mut consumer = match stream
                 .get_consumer::<pull::Config>(&format!("async-{function}"))
                 .await
@@ -411,7 +417,7 @@ impl AsyncTransport for JetStreamTransport {
             let info = consumer
                 .info()
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot read the async consumer: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot read the async consumer", e))?;
             Ok((info.num_pending, info.num_ack_pending as u64))
         })
     }
@@ -435,10 +441,10 @@ impl AsyncTransport for JetStreamTransport {
             let value = store
                 .get(&kv_key)
                 .await
-                .map_err(|e| QueueError::Cluster(format!("cannot read a schedule anchor: {e}")))?;
+                .map_err(|e| QueueError::cluster("cannot read a schedule anchor", e))?;
             value
                 .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
-                .ok_or_else(|| QueueError::Cluster("a schedule anchor is missing".into()))
+                .ok_or_else(|| QueueError::cluster_msg("a schedule anchor is missing"))
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::ControlError;
 use std::time::Duration;
-use tusk_events::{Destination, FunctionEvents, ScheduleSpec, SqsMapping};
+use tusk_events::{Destination, FunctionEventConfig, ScheduleSpec, SqsMapping};
 use tusk_manifest::arn::{function_arn, function_name_or_self};
 use tusk_manifest::{EventSpec, FunctionSpec, ServiceSpec};
 
@@ -51,7 +51,7 @@ pub fn build(
     f: &FunctionSpec,
     known_function: &dyn Fn(&str) -> bool,
     known_queue: &dyn Fn(&str) -> bool,
-) -> Result<FunctionEvents, ControlError> {
+) -> Result<FunctionEventConfig, ControlError> {
     let name = spec.function_name(f);
     let dest = |raw: &Option<String>| -> Result<Option<Destination>, ControlError> {
         raw.as_deref()
@@ -111,7 +111,7 @@ pub fn build(
     }
     let on_success = dest(&f.destinations.on_success)?;
     let on_failure = dest(&f.destinations.on_failure)?;
-    Ok(FunctionEvents {
+    Ok(FunctionEventConfig {
         function_arn: function_arn(&spec.region, &name),
         function: name,
         max_retries: f.maximum_retry_attempts.unwrap_or(DEFAULT_RETRIES),

@@ -37,7 +37,7 @@ pub struct ControlPlane {
     pub php_runtime_dir: PathBuf,
     pub limits: PoolLimits,
     pub logs: Arc<dyn LogSink>,
-    pub events: Arc<tusk_events::Events>,
+    pub events: Arc<tusk_events::EventEngine>,
     /// Base URL of this node, for the queue URLs functions receive.
     pub base_url: String,
     /// Where php-cgi workers' Unix sockets live (see [`socket_dir`]).
@@ -84,7 +84,7 @@ impl ControlPlane {
         limits: PoolLimits,
         logs: Arc<dyn LogSink>,
         dispatcher: Arc<Dispatcher>,
-        events: Arc<tusk_events::Events>,
+        events: Arc<tusk_events::EventEngine>,
         base_url: String,
     ) -> ControlPlane {
         ControlPlane {
@@ -297,29 +297,25 @@ impl ControlPlane {
             let dlq = (q.max_receive_count > 0).then(|| format!("{}-dlq", q.name));
             if let Some(dlq) = &dlq {
                 self.events
-                    .queue_db()
-                    .run(tusk_events::queue_db::Op::CreateQueue(
-                        tusk_events::queue_db::QueueConfig {
-                            name: dlq.clone(),
-                            visibility_timeout_s: q.visibility_timeout,
-                            max_receive_count: 0,
-                            dead_letter: None,
-                            internal: false,
-                        },
-                    ))
+                    .queues()
+                    .create_queue(tusk_events::queue_db::QueueConfig {
+                        name: dlq.clone(),
+                        visibility_timeout_s: q.visibility_timeout,
+                        max_receive_count: 0,
+                        dead_letter: None,
+                        internal: false,
+                    })
                     .await?;
             }
             self.events
-                .queue_db()
-                .run(tusk_events::queue_db::Op::CreateQueue(
-                    tusk_events::queue_db::QueueConfig {
-                        name: q.name.clone(),
-                        visibility_timeout_s: q.visibility_timeout,
-                        max_receive_count: q.max_receive_count,
-                        dead_letter: dlq,
-                        internal: false,
-                    },
-                ))
+                .queues()
+                .create_queue(tusk_events::queue_db::QueueConfig {
+                    name: q.name.clone(),
+                    visibility_timeout_s: q.visibility_timeout,
+                    max_receive_count: q.max_receive_count,
+                    dead_letter: dlq,
+                    internal: false,
+                })
                 .await?;
         }
         Ok(())
@@ -329,10 +325,10 @@ impl ControlPlane {
     async fn event_configs(
         &self,
         spec: &ServiceSpec,
-    ) -> Result<Vec<tusk_events::FunctionEvents>, ControlError> {
+    ) -> Result<Vec<tusk_events::FunctionEventConfig>, ControlError> {
         let queues: Vec<String> = self
             .events
-            .queue_db()
+            .queues()
             .queues()
             .await?
             .into_iter()

@@ -1,17 +1,23 @@
 //! Events that are never lost: async invocations (retries, maximum age, destinations),
 //! schedules that fire once per tick, and durable queues feeding `sqs` events.
 //!
-//! Everything durable goes through [`queue_db::QueueDb`]; an event is acknowledged only after
-//! its commit, and removed only in the same commit that records where its outcome went.
+//! This file holds the engine itself ([`EventEngine`]: per-function configuration, the tasks it
+//! starts, draining at shutdown) and the configuration types; each kind of work has its own
+//! module: `async_invocations` (accept, dispatch, attempt, retry, destinations), `schedules`,
+//! `sqs_source`; [`queues::Queues`] decides where a queue lives, [`queue_db::QueueDb`] is the
+//! node's SQLite. Everything durable is acknowledged only after its commit, and removed only in
+//! the same commit that records where its outcome went.
 
+mod async_invocations;
 mod invoker;
 pub mod queue_db;
+pub mod queues;
 pub mod records;
 mod schedules;
 mod sqs_source;
 
-use bytes::Bytes;
-use queue_db::{Message, NewMessage, Op, QueueConfig, QueueDb, QueueError};
+use queue_db::{NewMessage, QueueConfig, QueueError};
+use queues::Queues;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
+pub use async_invocations::{AsyncInvocation, AsyncTransport, Decision};
 pub use invoker::{Invoked, Invoker};
 
 /// Lambda's limit on an async (Event) payload.
@@ -31,7 +38,7 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 
 /// Node-wide settings.
 #[derive(Debug, Clone)]
-pub struct EventSettings {
+pub struct EngineSettings {
     /// Delay before the first retry of a failed async invocation; the second waits twice as
     /// long (Lambda: about 1 and 2 minutes).
     pub retry_base_delay: Duration,
@@ -65,7 +72,7 @@ pub struct ScheduleSpec {
 
 /// What the events engine needs to know about one function.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FunctionEvents {
+pub struct FunctionEventConfig {
     pub function: String,
     pub function_arn: String,
     pub max_retries: u32,
@@ -94,93 +101,38 @@ pub struct EventCounters {
 /// A boxed future, so [`AsyncTransport`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One async invocation as it travels between nodes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AsyncEvent {
-    /// The request id the caller got back.
-    pub id: String,
-    pub body: String,
-    /// 0 for the first try; retries count up.
-    pub attempt: u32,
-    /// When the event was first accepted (keeps its age across retries).
-    pub sent_ms: i64,
-    /// Not to be run before this time (a retry's delay); 0 = at once.
-    pub not_before_ms: i64,
-}
-
-/// What to do with an async event after one try (see [`Events::attempt`]).
-#[derive(Debug)]
-pub enum Decision {
-    /// Finished (succeeded, dropped or out of retries): remove it and send these records to
-    /// the destinations (`async:NAME` queues are functions).
-    Complete(Vec<(String, NewMessage)>),
-    /// The function failed: run it again after `delay` as try number `attempt`.
-    Retry {
-        delay: Duration,
-        attempt: u32,
-        error: String,
-    },
-    /// No instance was free: try again after the delay, as the same attempt.
-    Throttled(Duration),
-}
-
-/// Where async invocations travel when the node is one of a cluster (NATS JetStream); without
-/// one they stay in the node's [`QueueDb`].
-pub trait AsyncTransport: Send + Sync + 'static {
-    /// Durably enqueues an event for `function`. A second publish with the same `dedup_id`
-    /// inside the transport's window is dropped (schedules use it to fire once per tick).
-    /// Returns false when it was such a duplicate.
-    fn publish<'a>(
-        &'a self,
-        function: &'a str,
-        event: AsyncEvent,
-        dedup_id: String,
-    ) -> BoxFuture<'a, Result<bool, QueueError>>;
-    /// Takes `function`'s events (shared with every other node) and runs them through
-    /// [`Events::attempt`] until the task is aborted.
-    fn consume(self: Arc<Self>, events: Arc<Events>, function: String) -> BoxFuture<'static, ()>;
-    /// How many of `function`'s events wait across the cluster, and how many are being run
-    /// (handed out, not yet acked).
-    fn depth<'a>(&'a self, function: &'a str) -> BoxFuture<'a, Result<(u64, u64), QueueError>>;
-    /// The cluster-wide anchor of a rate schedule (the first node to ask sets it to `now_ms`),
-    /// so every node computes the same ticks.
-    fn schedule_anchor<'a>(
-        &'a self,
-        key: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<i64, QueueError>>;
-}
-
 struct FunctionState {
-    config: FunctionEvents,
+    config: FunctionEventConfig,
     tasks: Vec<JoinHandle<()>>,
 }
 
-pub struct Events {
-    store: QueueDb,
+/// The events engine: one per node. Runs every function's async invocations, schedules and
+/// `sqs` pollers, and tracks the work in progress so a stopping node can drain it.
+pub struct EventEngine {
+    queues: Queues,
     invoker: Arc<dyn Invoker>,
-    settings: EventSettings,
+    settings: EngineSettings,
     functions: RwLock<HashMap<String, FunctionState>>,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     wake: Notify,
     transport: OnceLock<Arc<dyn AsyncTransport>>,
     /// Set when the node stops: take no new events or messages, finish those held.
     draining: AtomicBool,
-    /// Events and message batches being run right now (see [`Events::work`]).
+    /// Async invocations and message batches being run right now (see [`EventEngine::work`]).
     working: AtomicUsize,
     work_done: Notify,
     pub counters: EventCounters,
 }
 
-/// Counts one event or message batch as being run until dropped.
+/// Counts one async invocation or message batch as being run until dropped.
 pub struct WorkGuard {
-    events: Arc<Events>,
+    engine: Arc<EventEngine>,
 }
 
 impl Drop for WorkGuard {
     fn drop(&mut self) {
-        if self.events.working.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.events.work_done.notify_waiters();
+        if self.engine.working.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.engine.work_done.notify_waiters();
         }
     }
 }
@@ -204,16 +156,16 @@ pub fn new_message(body: String, attributes: serde_json::Value) -> NewMessage {
     }
 }
 
-impl Events {
+impl EventEngine {
     pub async fn start(
-        store: QueueDb,
+        queues: Queues,
         invoker: Arc<dyn Invoker>,
-        settings: EventSettings,
-    ) -> Result<Arc<Events>, QueueError> {
+        settings: EngineSettings,
+    ) -> Result<Arc<EventEngine>, QueueError> {
         // A single node restarting owns everything that was in flight: deliver it again.
-        store.run(Op::ReleaseInternal).await?;
-        let events = Arc::new(Events {
-            store,
+        queues.release_internal().await?;
+        let events = Arc::new(EventEngine {
+            queues,
             invoker,
             settings,
             functions: RwLock::new(HashMap::new()),
@@ -237,11 +189,11 @@ impl Events {
         }
     }
 
-    /// Marks an event or message batch as being run, for [`Events::drain`].
+    /// Marks an event or message batch as being run, for [`EventEngine::drain`].
     pub fn work(self: &Arc<Self>) -> WorkGuard {
         self.working.fetch_add(1, Ordering::AcqRel);
         WorkGuard {
-            events: self.clone(),
+            engine: self.clone(),
         }
     }
 
@@ -279,25 +231,29 @@ impl Events {
         self.transport.get()
     }
 
-    pub fn queue_db(&self) -> &QueueDb {
-        &self.store
+    /// The node's queues (the router that knows which live in the cluster).
+    pub fn queues(&self) -> &Queues {
+        &self.queues
     }
 
-    pub fn settings(&self) -> &EventSettings {
+    pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
 
     /// Installs (or replaces) a function's event configuration and (re)starts its schedules
     /// and queue pollers.
-    pub async fn configure(self: &Arc<Self>, config: FunctionEvents) -> Result<(), QueueError> {
-        self.store
-            .run(Op::CreateQueue(QueueConfig {
+    pub async fn configure(
+        self: &Arc<Self>,
+        config: FunctionEventConfig,
+    ) -> Result<(), QueueError> {
+        self.queues
+            .create_queue(QueueConfig {
                 name: async_queue(&config.function),
                 visibility_timeout_s: config.timeout.as_secs() as u32 + 30,
                 max_receive_count: 0,
                 dead_letter: None,
                 internal: true,
-            }))
+            })
             .await?;
         let mut tasks = Vec::new();
         for s in &config.schedules {
@@ -348,7 +304,7 @@ impl Events {
         }
     }
 
-    pub fn config(&self, function: &str) -> Option<FunctionEvents> {
+    pub fn config(&self, function: &str) -> Option<FunctionEventConfig> {
         self.functions
             .read()
             .ok()?
@@ -356,35 +312,6 @@ impl Events {
             .map(|s| s.config.clone())
     }
 
-    /// Accepts an async (`Event`) invocation; returns its request id once it is durably stored.
-    pub async fn invoke_async(&self, function: &str, payload: Bytes) -> Result<String, QueueError> {
-        let body = String::from_utf8(payload.to_vec())
-            .map_err(|_| QueueError::Invalid("the payload must be UTF-8 JSON".into()))?;
-        let message = new_message(body, serde_json::json!({"attempt": 0}));
-        let id = message.id.clone();
-        match self.transport.get() {
-            Some(transport) => {
-                let event = AsyncEvent {
-                    id: id.clone(),
-                    body: message.body,
-                    attempt: 0,
-                    sent_ms: queue_db::now_ms(),
-                    not_before_ms: 0,
-                };
-                transport.publish(function, event, id.clone()).await?;
-            }
-            None => {
-                self.store
-                    .send(&async_queue(function), vec![message])
-                    .await?;
-            }
-        }
-        self.counters.async_accepted.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
-        Ok(id)
-    }
-
-    /// Wakes the dispatcher (after a send to a queue a poller may wait on).
     pub fn poke(&self) {
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -407,240 +334,6 @@ impl Events {
     /// when it has no pool here.
     pub fn slots(&self, function: &str) -> (usize, usize) {
         self.invoker.slots(function).unwrap_or((0, 0))
-    }
-
-    async fn dispatch_loop(self: Arc<Self>) {
-        loop {
-            if self.draining() {
-                return;
-            }
-            let functions: Vec<String> = self
-                .functions
-                .read()
-                .map(|f| f.keys().cloned().collect())
-                .unwrap_or_default();
-            let mut busy = false;
-            for function in functions {
-                let limit = self.limit_for(&function);
-                let free = limit.available_permits();
-                if free == 0 {
-                    continue;
-                }
-                let Some(config) = self.config(&function) else {
-                    continue;
-                };
-                let visibility = (config.timeout + Duration::from_secs(30)).as_millis() as u64;
-                let messages = match self
-                    .store
-                    .receive(&async_queue(&function), free.min(64), visibility)
-                    .await
-                {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(function, error = %e, "cannot read async events");
-                        continue;
-                    }
-                };
-                busy |= !messages.is_empty();
-                for message in messages {
-                    let Ok(permit) = limit.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let events = self.clone();
-                    let config = config.clone();
-                    let work = self.work();
-                    tokio::spawn(async move {
-                        let _work = work;
-                        events.run_async(&config, message).await;
-                        drop(permit);
-                        events.wake.notify_one();
-                    });
-                }
-            }
-            if !busy {
-                // New events wake us; delayed retries are picked up by the periodic look.
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(250), self.wake.notified()).await;
-            }
-        }
-    }
-
-    fn destination_send(
-        &self,
-        dest: &Option<Destination>,
-        record: serde_json::Value,
-    ) -> Vec<(String, NewMessage)> {
-        match dest {
-            None => vec![],
-            Some(Destination::Queue(q)) => vec![(
-                q.clone(),
-                new_message(record.to_string(), serde_json::json!({})),
-            )],
-            Some(Destination::Function(f)) => vec![(
-                async_queue(f),
-                new_message(record.to_string(), serde_json::json!({"attempt": 0})),
-            )],
-        }
-    }
-
-    async fn run_async(&self, config: &FunctionEvents, message: Message) {
-        let queue = async_queue(&config.function);
-        let event = AsyncEvent {
-            id: message.id.clone(),
-            body: message.body.clone(),
-            attempt: message
-                .attributes
-                .get("attempt")
-                .and_then(|a| a.as_u64())
-                .unwrap_or(0) as u32,
-            sent_ms: message.sent_ms,
-            not_before_ms: 0,
-        };
-        match self.attempt(config, &event, message.receive_count).await {
-            Decision::Complete(send) => self.finish(&queue, &message.receipt, send).await,
-            Decision::Retry {
-                delay,
-                attempt,
-                error,
-            } => self.retry(&queue, &message, delay, &error, attempt).await,
-            Decision::Throttled(backoff) => {
-                self.retry(&queue, &message, backoff, "throttled", event.attempt)
-                    .await
-            }
-        }
-    }
-
-    /// Runs one try of an async event on this node and decides what happens next; the caller
-    /// carries the decision out on its queue. `deliveries` counts how often the event was
-    /// handed out (it stretches the back-off while the function stays busy).
-    pub async fn attempt(
-        &self,
-        config: &FunctionEvents,
-        event: &AsyncEvent,
-        deliveries: u32,
-    ) -> Decision {
-        let attempt = event.attempt;
-        let age = Duration::from_millis((queue_db::now_ms() - event.sent_ms).max(0) as u64);
-        let fail = |condition: &'static str, response: Option<Bytes>, error: Option<String>| {
-            let record = records::invocation_record(&records::Outcome {
-                request_id: &event.id,
-                function_arn: &config.function_arn,
-                condition,
-                invoke_count: attempt + 1,
-                request_payload: event.body.as_bytes(),
-                response: response.as_deref(),
-                function_error: error.as_deref(),
-            });
-            self.destination_send(&config.on_failure, record)
-        };
-        if age > config.max_event_age {
-            self.counters
-                .dropped_too_old
-                .fetch_add(1, Ordering::Relaxed);
-            self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(function = %config.function, request_id = %event.id, "async event older than maximumEventAge dropped");
-            return Decision::Complete(fail("EventAgeExceeded", None, None));
-        }
-        match self
-            .invoker
-            .invoke(&config.function, Bytes::from(event.body.clone()))
-            .await
-        {
-            Invoked::NoSuchFunction => {
-                tracing::warn!(function = %config.function, request_id = %event.id, "async event for a removed function dropped");
-                Decision::Complete(vec![])
-            }
-            Invoked::Throttled => {
-                self.counters
-                    .async_throttled
-                    .fetch_add(1, Ordering::Relaxed);
-                // Back off while the function stays busy: 1 s, 2 s, 4 s ... up to a minute.
-                Decision::Throttled(
-                    Duration::from_secs(1 << deliveries.min(6)).min(Duration::from_secs(60)),
-                )
-            }
-            Invoked::StartFailed(e) => self.after_error(config, event, None, e.to_string()),
-            Invoked::Response(response) => {
-                self.counters
-                    .async_succeeded
-                    .fetch_add(1, Ordering::Relaxed);
-                let record = records::invocation_record(&records::Outcome {
-                    request_id: &event.id,
-                    function_arn: &config.function_arn,
-                    condition: "Success",
-                    invoke_count: attempt + 1,
-                    request_payload: event.body.as_bytes(),
-                    response: Some(&response),
-                    function_error: None,
-                });
-                Decision::Complete(self.destination_send(&config.on_success, record))
-            }
-            Invoked::FunctionError { body, error_type } => {
-                self.after_error(config, event, Some(body), error_type)
-            }
-        }
-    }
-
-    fn after_error(
-        &self,
-        config: &FunctionEvents,
-        event: &AsyncEvent,
-        response: Option<Bytes>,
-        error: String,
-    ) -> Decision {
-        let attempt = event.attempt;
-        if attempt < config.max_retries {
-            self.counters.async_retried.fetch_add(1, Ordering::Relaxed);
-            return Decision::Retry {
-                delay: self.settings.retry_base_delay * 2u32.pow(attempt),
-                attempt: attempt + 1,
-                error,
-            };
-        }
-        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        let record = records::invocation_record(&records::Outcome {
-            request_id: &event.id,
-            function_arn: &config.function_arn,
-            condition: "RetriesExhausted",
-            invoke_count: attempt + 1,
-            request_payload: event.body.as_bytes(),
-            response: response.as_deref(),
-            function_error: Some("Unhandled"),
-        });
-        tracing::warn!(function = %config.function, request_id = %event.id, error = %error, "async event failed after all retries");
-        Decision::Complete(self.destination_send(&config.on_failure, record))
-    }
-
-    async fn retry(
-        &self,
-        queue: &str,
-        message: &Message,
-        delay: Duration,
-        error: &str,
-        attempt: u32,
-    ) {
-        let op = Op::Retry {
-            queue: queue.to_string(),
-            receipt: message.receipt.clone(),
-            delay_ms: delay.as_millis() as u64,
-            error: Some(error.to_string()),
-            attributes: Some(serde_json::json!({"attempt": attempt})),
-        };
-        if let Err(e) = self.store.run(op).await {
-            tracing::error!(error = %e, "cannot schedule a retry; the event will be redelivered after its visibility timeout");
-        }
-    }
-
-    async fn finish(&self, queue: &str, receipt: &str, then_send: Vec<(String, NewMessage)>) {
-        let op = Op::Complete {
-            queue: queue.to_string(),
-            receipt: receipt.to_string(),
-            then_send,
-        };
-        if let Err(e) = self.store.run(op).await {
-            tracing::error!(error = %e, "cannot complete an event; it will be redelivered");
-        }
-        self.wake.notify_one();
     }
 }
 

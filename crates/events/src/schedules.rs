@@ -2,8 +2,10 @@
 //! invocation in one commit, so a restart never fires a tick twice. Ticks missed while the
 //! node was down are counted and logged, not replayed in a burst.
 
-use crate::queue_db::{now_ms, Op, Reply};
-use crate::{async_queue, new_message, records, AsyncEvent, AsyncTransport, Events, ScheduleSpec};
+use crate::queue_db::now_ms;
+use crate::{
+    async_queue, new_message, records, AsyncInvocation, AsyncTransport, EventEngine, ScheduleSpec,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,20 +22,12 @@ fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpec) {
+pub(crate) async fn run(events: Arc<EventEngine>, function: String, spec: ScheduleSpec) {
     if let Some(transport) = events.transport().cloned() {
         return run_clustered(events, transport, function, spec).await;
     }
-    let state = match events
-        .store
-        .run(Op::ScheduleState {
-            key: spec.key.clone(),
-            anchor_ms: now_ms(),
-        })
-        .await
-    {
-        Ok(Reply::Schedule(s)) => s,
-        Ok(_) => return,
+    let state = match events.queues.schedule_state(&spec.key, now_ms()).await {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(function, schedule = %spec.schedule, error = %e, "cannot load schedule state");
             return;
@@ -53,15 +47,7 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
             .schedule_missed
             .fetch_add(n, Ordering::Relaxed);
         let fire_ms = ms(*latest);
-        let _ = events
-            .store
-            .run(Op::Fire {
-                key: spec.key.clone(),
-                fire_ms,
-                missed: n,
-                send: vec![],
-            })
-            .await;
+        let _ = events.queues.fire(&spec.key, fire_ms, n, vec![]).await;
         last = fire_ms;
     }
     loop {
@@ -77,14 +63,9 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
             body,
             serde_json::json!({"attempt": 0, "schedule": spec.key}),
         );
-        let op = Op::Fire {
-            key: spec.key.clone(),
-            fire_ms: next_ms,
-            missed: 0,
-            send: vec![(async_queue(&function), message)],
-        };
-        match events.store.run(op).await {
-            Ok(Reply::Bool(true)) => {
+        let send = vec![(async_queue(&function), message)];
+        match events.queues.fire(&spec.key, next_ms, 0, send).await {
+            Ok(true) => {
                 events
                     .counters
                     .schedule_fired
@@ -99,7 +80,7 @@ pub(crate) async fn run(events: Arc<Events>, function: String, spec: ScheduleSpe
 }
 
 /// The event a tick delivers: the schedule's `input`, or a Scheduled Event.
-fn tick_body(events: &Events, spec: &ScheduleSpec, fire_ms: i64) -> String {
+fn tick_body(events: &EventEngine, spec: &ScheduleSpec, fire_ms: i64) -> String {
     match &spec.input {
         // Serverless passes a string `input` through as the event's JSON text.
         Some(serde_json::Value::String(s))
@@ -116,7 +97,7 @@ fn tick_body(events: &Events, spec: &ScheduleSpec, fire_ms: i64) -> String {
 /// `KEY@TICK_MS`; the transport drops the copies (JetStream de-duplication), so a tick fires
 /// once however many nodes are up, and still fires while any one is.
 async fn run_clustered(
-    events: Arc<Events>,
+    events: Arc<EventEngine>,
     transport: Arc<dyn AsyncTransport>,
     function: String,
     spec: ScheduleSpec,
@@ -140,7 +121,7 @@ async fn run_clustered(
         let next_ms = ms(next);
         let wait = (next_ms - now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        let event = AsyncEvent {
+        let event = AsyncInvocation {
             id: uuid::Uuid::new_v4().to_string(),
             body: tick_body(&events, &spec, next_ms),
             attempt: 0,

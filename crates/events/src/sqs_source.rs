@@ -2,22 +2,22 @@
 //! Failed messages become visible again after the queue's visibility timeout; past
 //! `maxReceiveCount` deliveries the store moves them to the dead-letter queue.
 
-use crate::queue_db::{Message, Op};
+use crate::queue_db::{Message, Retry};
 use crate::records::sqs_record;
-use crate::{Events, Invoked, SqsMapping};
+use crate::{EventEngine, Invoked, SqsMapping};
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMapping) {
+pub(crate) async fn run(events: Arc<EventEngine>, function: String, mapping: SqsMapping) {
     let idle = Duration::from_millis(200);
     loop {
         if events.draining() {
             return;
         }
-        let visibility_ms = match events.store.queue(&mapping.queue).await {
+        let visibility_ms = match events.queues.queue(&mapping.queue).await {
             Ok(Some(q)) => u64::from(q.visibility_timeout_s) * 1000,
             Ok(None) => {
                 tracing::warn!(function, queue = %mapping.queue, "queue of an sqs event does not exist; waiting for it");
@@ -43,10 +43,10 @@ pub(crate) async fn run(events: Arc<Events>, function: String, mapping: SqsMappi
     }
 }
 
-async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> Vec<Message> {
+async fn collect(events: &EventEngine, mapping: &SqsMapping, visibility_ms: u64) -> Vec<Message> {
     let max = mapping.batch_size.max(1) as usize;
     let mut batch = match events
-        .store
+        .queues
         .receive(&mapping.queue, max.min(10_000), visibility_ms)
         .await
     {
@@ -58,7 +58,7 @@ async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> V
     while !batch.is_empty() && batch.len() < max && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50).min(mapping.batching_window)).await;
         if let Ok(more) = events
-            .store
+            .queues
             .receive(&mapping.queue, max - batch.len(), visibility_ms)
             .await
         {
@@ -69,7 +69,7 @@ async fn collect(events: &Events, mapping: &SqsMapping, visibility_ms: u64) -> V
 }
 
 pub(crate) async fn handle(
-    events: &Events,
+    events: &EventEngine,
     function: &str,
     mapping: &SqsMapping,
     batch: Vec<Message>,
@@ -91,14 +91,15 @@ pub(crate) async fn handle(
             // Give the messages back right away; the function is busy, not failing.
             for m in &batch {
                 let _ = events
-                    .store
-                    .run(Op::Retry {
-                        queue: m.queue.clone(),
-                        receipt: m.receipt.clone(),
-                        delay_ms: 500,
-                        error: None,
-                        attributes: None,
-                    })
+                    .queues
+                    .retry(
+                        &m.queue,
+                        &m.receipt,
+                        Retry {
+                            delay_ms: 500,
+                            ..Retry::default()
+                        },
+                    )
                     .await;
             }
             return;
@@ -118,9 +119,9 @@ pub(crate) async fn handle(
 
 /// Deletes a handled message, trying again for a few seconds while the store fails over (a
 /// cluster): a delete given up on means the message is handled twice.
-async fn delete_handled(events: &Events, m: &Message) {
+async fn delete_handled(events: &EventEngine, m: &Message) {
     for _ in 0..20 {
-        match events.store.delete(&m.queue, &m.receipt).await {
+        match events.queues.delete(&m.queue, &m.receipt).await {
             Ok(_) => return,
             Err(e) => {
                 tracing::debug!(queue = %m.queue, error = %e, "cannot delete a handled message yet");

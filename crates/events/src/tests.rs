@@ -3,12 +3,12 @@
 //! records, and SQS batches (partial failures, redrive, order).
 
 use super::*;
-// The queue database's names in one place (the `seams` step renames `store` to `queue_db`).
-use crate::queue_db::{now_ms, QueueDb};
+use crate::queue_db::{now_ms, Message, QueueDb};
+use bytes::Bytes;
 use std::collections::VecDeque;
 
-fn db(events: &Events) -> &QueueDb {
-    events.queue_db()
+fn db(events: &EventEngine) -> &Queues {
+    events.queues()
 }
 
 /// Answers invocations from a script, recording the payloads it was given.
@@ -64,19 +64,21 @@ fn failed() -> Invoked {
 async fn engine(
     invoker: Arc<FakeInvoker>,
     retry_base_delay: Duration,
-) -> (Arc<Events>, tempfile::TempDir) {
+) -> (Arc<EventEngine>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = QueueDb::open(&dir.path().join("events.db")).unwrap();
-    let settings = EventSettings {
+    let settings = EngineSettings {
         retry_base_delay,
         region: "us-east-1".into(),
     };
-    let events = Events::start(store, invoker, settings).await.unwrap();
+    let events = EventEngine::start(Queues::new(store), invoker, settings)
+        .await
+        .unwrap();
     (events, dir)
 }
 
-fn config(max_retries: u32) -> FunctionEvents {
-    FunctionEvents {
+fn config(max_retries: u32) -> FunctionEventConfig {
+    FunctionEventConfig {
         function: "svc-dev-f".into(),
         function_arn: "arn:aws:lambda:us-east-1:000000000000:function:svc-dev-f".into(),
         max_retries,
@@ -89,8 +91,8 @@ fn config(max_retries: u32) -> FunctionEvents {
     }
 }
 
-fn event(attempt: u32) -> AsyncEvent {
-    AsyncEvent {
+fn event(attempt: u32) -> AsyncInvocation {
+    AsyncInvocation {
         id: "req-1".into(),
         body: r#"{"n":1}"#.into(),
         attempt,
@@ -149,7 +151,7 @@ async fn no_retry_when_maximum_retry_attempts_is_zero() {
 async fn an_event_older_than_maximum_event_age_goes_to_on_failure_without_running() {
     let invoker = FakeInvoker::answering(vec![]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_secs(60)).await;
-    let old = AsyncEvent {
+    let old = AsyncInvocation {
         sent_ms: now_ms() - 3_601_000,
         ..event(1)
     };
@@ -194,7 +196,7 @@ async fn a_success_sends_its_record_to_on_success() {
 async fn a_function_destination_gets_the_record_as_a_new_async_event() {
     let invoker = FakeInvoker::answering(vec![]);
     let (events, _dir) = engine(invoker, Duration::from_secs(60)).await;
-    let config = FunctionEvents {
+    let config = FunctionEventConfig {
         on_success: Some(Destination::Function("svc-dev-audit".into())),
         ..config(0)
     };
@@ -222,7 +224,7 @@ async fn an_async_event_runs_again_after_its_failures_and_its_success_is_recorde
     let invoker = FakeInvoker::answering(vec![failed(), failed(), answer]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
     db(&events)
-        .run(Op::CreateQueue(queue("done", 0, None)))
+        .create_queue(queue("done", 0, None))
         .await
         .unwrap();
     events.configure(config(2)).await.unwrap();
@@ -243,7 +245,7 @@ async fn a_throttled_async_event_runs_again_as_the_same_attempt() {
     let invoker = FakeInvoker::answering(vec![Invoked::Throttled, answer]);
     let (events, _dir) = engine(invoker.clone(), Duration::from_millis(20)).await;
     db(&events)
-        .run(Op::CreateQueue(queue("done", 0, None)))
+        .create_queue(queue("done", 0, None))
         .await
         .unwrap();
     events.configure(config(0)).await.unwrap();
@@ -259,7 +261,7 @@ async fn a_throttled_async_event_runs_again_as_the_same_attempt() {
 }
 
 /// Waits (real time: the store's clock) for one message on `queue`.
-async fn wait_for_one(events: &Events, queue: &str) -> serde_json::Value {
+async fn wait_for_one(events: &EventEngine, queue: &str) -> serde_json::Value {
     for _ in 0..400 {
         if let Some(m) = db(events).receive(queue, 1, 1000).await.unwrap().pop() {
             return serde_json::from_str(&m.body).unwrap();
@@ -290,16 +292,18 @@ fn mapping(report_batch_item_failures: bool) -> SqsMapping {
     }
 }
 
-/// Events with a `jobs` queue (redriven to `jobs-dlq` after two receives) holding a, b, c.
-async fn with_jobs(invoker: Arc<FakeInvoker>) -> (Arc<Events>, tempfile::TempDir, Vec<String>) {
+/// An engine with a `jobs` queue (redriven to `jobs-dlq` after two receives) holding a, b, c.
+async fn with_jobs(
+    invoker: Arc<FakeInvoker>,
+) -> (Arc<EventEngine>, tempfile::TempDir, Vec<String>) {
     let (events, dir) = engine(invoker, Duration::from_secs(60)).await;
     let store = db(&events);
     store
-        .run(Op::CreateQueue(queue("jobs-dlq", 0, None)))
+        .create_queue(queue("jobs-dlq", 0, None))
         .await
         .unwrap();
     store
-        .run(Op::CreateQueue(queue("jobs", 2, Some("jobs-dlq"))))
+        .create_queue(queue("jobs", 2, Some("jobs-dlq")))
         .await
         .unwrap();
     let sent: Vec<NewMessage> = ["a", "b", "c"]
@@ -312,7 +316,7 @@ async fn with_jobs(invoker: Arc<FakeInvoker>) -> (Arc<Events>, tempfile::TempDir
 }
 
 /// Receives what is visible on `jobs` (visible again at once if not deleted).
-async fn receive_jobs(events: &Events) -> Vec<Message> {
+async fn receive_jobs(events: &EventEngine) -> Vec<Message> {
     db(events).receive("jobs", 10, 0).await.unwrap()
 }
 

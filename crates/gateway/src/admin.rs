@@ -121,7 +121,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Respon
     let stats = state
         .control
         .events
-        .queue_db()
+        .queues()
         .stats()
         .await
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::queue_db::{NewMessage, QueueConfig, QueueError};
 use tusk_manifest::arn::queue_url;
 
 fn queue_error(e: QueueError) -> Response {
@@ -41,7 +41,7 @@ pub fn counters_json(state: &AppState) -> serde_json::Value {
 }
 
 pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
-    match state.control.events.queue_db().stats().await {
+    match state.control.events.queues().stats().await {
         Ok(mut stats) => {
             // In a cluster, async events wait in JetStream, not in this node's database.
             if let Some(transport) = state.control.events.transport() {
@@ -68,8 +68,8 @@ pub async fn overview(State(state): State<Arc<AppState>>, _auth: Authorized) -> 
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, _auth: Authorized) -> Response {
-    let store = state.control.events.queue_db();
-    let (configs, stats) = match (store.queues().await, store.stats().await) {
+    let queues = state.control.events.queues();
+    let (configs, stats) = match (queues.queues().await, queues.stats().await) {
         (Ok(c), Ok(s)) => (c, s),
         (Err(e), _) | (_, Err(e)) => return queue_error(e),
     };
@@ -122,9 +122,9 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
     if !tusk_manifest::valid_queue_name(&request.name) {
         return admin_error(StatusCode::BAD_REQUEST, tusk_manifest::QUEUE_NAME_RULE);
     }
-    let store = state.control.events.queue_db();
+    let queues = state.control.events.queues();
     if let Some(dlq) = &request.dead_letter {
-        match store.queue(dlq).await {
+        match queues.queue(dlq).await {
             Ok(Some(q)) if !q.internal => {}
             Ok(_) => {
                 return admin_error(
@@ -142,7 +142,7 @@ pub async fn create(State(state): State<Arc<AppState>>, req: Request) -> Respons
         dead_letter: request.dead_letter,
         internal: false,
     };
-    match store.run(Op::CreateQueue(config)).await {
+    match queues.create_queue(config).await {
         Ok(_) => json_response(
             StatusCode::CREATED,
             &json!({"name": request.name, "url": queue_url(&state.control.base_url, &request.name)}),
@@ -156,22 +156,14 @@ pub async fn delete(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    let store = state.control.events.queue_db();
+    let queues = state.control.events.queues();
     // Internal queues (`async:FUNCTION`) are not the user's to delete.
     if tusk_events::queue_db::is_internal(&name) {
         return queue_error(QueueError::NoSuchQueue(name));
     }
-    match store.run(Op::DeleteQueue(name.clone())).await {
-        Ok(tusk_events::queue_db::Reply::Bool(false)) => queue_error(QueueError::NoSuchQueue(name)),
+    match queues.delete_queue(&name).await {
+        Ok(false) => queue_error(QueueError::NoSuchQueue(name)),
         Ok(_) => json_response(StatusCode::OK, &json!({"deleted": name})),
-        Err(e) => queue_error(e),
-    }
-}
-
-/// Runs a queue operation; `answer` on success, the queue error otherwise.
-async fn run_queue_op(state: &AppState, op: Op, answer: serde_json::Value) -> Response {
-    match state.control.events.queue_db().run(op).await {
-        Ok(_) => json_response(StatusCode::OK, &answer),
         Err(e) => queue_error(e),
     }
 }
@@ -209,8 +201,8 @@ pub async fn send(
             ),
         );
     }
-    let store = state.control.events.queue_db();
-    match store.queue(&name).await {
+    let queues = state.control.events.queues();
+    match queues.queue(&name).await {
         Ok(Some(q)) if !q.internal => {}
         Ok(_) => return queue_error(QueueError::NoSuchQueue(name)),
         Err(e) => return queue_error(e),
@@ -222,7 +214,7 @@ pub async fn send(
         delay_ms: request.delay_seconds.unwrap_or(0).min(900) * 1000,
         sent_ms: None,
     };
-    match store.send(&name, vec![message]).await {
+    match queues.send(&name, vec![message]).await {
         Ok(ids) => {
             state.control.events.poke();
             json_response(StatusCode::OK, &json!({"message_id": ids.first()}))
@@ -236,6 +228,8 @@ pub async fn purge(
     Path(name): Path<String>,
     _auth: Authorized,
 ) -> Response {
-    let answer = json!({"purged": name});
-    run_queue_op(&state, Op::Purge(name), answer).await
+    match state.control.events.queues().purge(&name).await {
+        Ok(()) => json_response(StatusCode::OK, &json!({"purged": name})),
+        Err(e) => queue_error(e),
+    }
 }

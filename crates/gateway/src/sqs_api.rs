@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tusk_events::queue_db::{NewMessage, Op, QueueConfig, QueueError};
+use tusk_events::queue_db::{NewMessage, QueueConfig, QueueError};
 use tusk_events::records::md5_hex;
 use tusk_manifest::arn::{queue_arn, DEFAULT_REGION};
 
@@ -107,7 +107,7 @@ fn queue_url(state: &AppState, name: &str) -> String {
 }
 
 async fn user_queue(state: &AppState, name: &str) -> Result<QueueConfig, SqsError> {
-    match state.control.events.queue_db().queue(name).await? {
+    match state.control.events.queues().queue(name).await? {
         Some(q) if !q.internal => Ok(q),
         _ => Err(SqsError::missing_queue(name)),
     }
@@ -178,7 +178,7 @@ pub async fn handle(state: &AppState, parts: &http::request::Parts, body: Bytes)
 }
 
 async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsError> {
-    let store = state.control.events.queue_db();
+    let queues = state.control.events.queues();
     match action {
         "CreateQueue" => {
             let name = req
@@ -221,14 +221,14 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                     }
                     None => (0, None),
                 };
-            store
-                .run(Op::CreateQueue(QueueConfig {
+            queues
+                .create_queue(QueueConfig {
                     name: name.to_string(),
                     visibility_timeout_s: visibility,
                     max_receive_count,
                     dead_letter,
                     internal: false,
-                }))
+                })
                 .await?;
             Ok(json!({"QueueUrl": queue_url(state, name)}))
         }
@@ -245,7 +245,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .get("QueueNamePrefix")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let urls: Vec<String> = store
+            let urls: Vec<String> = queues
                 .queues()
                 .await?
                 .into_iter()
@@ -257,7 +257,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
         "DeleteQueue" => {
             let name = queue_name(req)?;
             user_queue(state, &name).await?;
-            store.run(Op::DeleteQueue(name)).await?;
+            queues.delete_queue(&name).await?;
             Ok(json!({}))
         }
         "SendMessage" => {
@@ -265,7 +265,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
             user_queue(state, &name).await?;
             let m = message(req, 0)?;
             let md5 = md5_hex(&m.body);
-            let ids = store.send(&name, vec![m]).await?;
+            let ids = queues.send(&name, vec![m]).await?;
             state.control.events.poke();
             Ok(json!({"MessageId": ids.first(), "MD5OfMessageBody": md5}))
         }
@@ -298,7 +298,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 }
             }
             if !batch.is_empty() {
-                store.send(&name, batch).await?;
+                queues.send(&name, batch).await?;
                 state.control.events.poke();
             }
             Ok(json!({"Successful": ok, "Failed": failed}))
@@ -322,7 +322,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .min(20);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
             let messages = loop {
-                let got = store.receive(&name, max, visibility * 1000).await?;
+                let got = queues.receive(&name, max, visibility * 1000).await?;
                 if !got.is_empty() || tokio::time::Instant::now() >= deadline {
                     break got;
                 }
@@ -355,7 +355,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .get("ReceiptHandle")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if !store.delete(&name, receipt).await? {
+            if !queues.delete(&name, receipt).await? {
                 return Err(SqsError::new(
                     "ReceiptHandleIsInvalid",
                     "ReceiptHandleIsInvalid",
@@ -374,21 +374,15 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
                 .get("VisibilityTimeout")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            store
-                .run(Op::Retry {
-                    queue: name,
-                    receipt: receipt.to_string(),
-                    delay_ms: seconds * 1000,
-                    error: None,
-                    attributes: None,
-                })
+            queues
+                .change_visibility(&name, receipt, seconds * 1000)
                 .await?;
             Ok(json!({}))
         }
         "GetQueueAttributes" => {
             let name = queue_name(req)?;
             let q = user_queue(state, &name).await?;
-            let stats = store
+            let stats = queues
                 .stats()
                 .await?
                 .into_iter()
@@ -412,7 +406,7 @@ async fn run(state: &AppState, action: &str, req: &Value) -> Result<Value, SqsEr
         "PurgeQueue" => {
             let name = queue_name(req)?;
             user_queue(state, &name).await?;
-            store.run(Op::Purge(name)).await?;
+            queues.purge(&name).await?;
             Ok(json!({}))
         }
         other => Err(SqsError::new(
