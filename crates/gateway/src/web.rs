@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use tusk_instance::{LaunchSpec, Params};
+use tusk_instance::{CgiResponse, LaunchSpec, Params};
 
 pub struct WebRequest<'a> {
     pub method: &'a str,
@@ -17,6 +17,26 @@ pub struct WebRequest<'a> {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub request_id: &'a str,
+}
+
+/// PHP's CGI response as the HTTP response to send (the one place CGI becomes HTTP). The
+/// parser already refused bad names, control characters and statuses outside 200-599 and
+/// dropped framing headers; a `HEAD` answer keeps the headers and drops the body.
+pub fn cgi_response(cgi: CgiResponse, head: bool) -> HttpResponse {
+    let mut headers = Vec::with_capacity(cgi.headers.len());
+    for (n, v) in cgi.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            headers.push((n, v));
+        }
+    }
+    HttpResponse {
+        status: StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::OK),
+        headers,
+        body: if head { Bytes::new() } else { cgi.body },
+    }
 }
 
 /// The document root as PHP sees it: under the instance's task root (`/var/task` when

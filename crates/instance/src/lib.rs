@@ -19,10 +19,10 @@ use tusk_logs::LogStream;
 use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
 
-pub use fcgi::{FcgiFailure, MAX_WEB_RESPONSE_BYTES};
+pub use fcgi::{FcgiFailure, WebReply, MAX_WEB_RESPONSE_BYTES};
 pub use process::ExitInfo;
 pub use runtime_api::{Invocation, Outcome};
-pub use tusk_fastcgi::{Params, RawResponse};
+pub use tusk_fastcgi::{CgiResponse, FastCgiError, Params};
 
 /// Init phase limit, as on Lambda.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -251,7 +251,7 @@ impl Instance {
         params: &Params,
         body: &[u8],
         timeout: Duration,
-    ) -> Result<RawResponse, FcgiFailure> {
+    ) -> Result<WebReply, FcgiFailure> {
         match &self.transport {
             Transport::FastCgi(worker) => {
                 self.sandbox.resume();

@@ -12,8 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tusk_instance::{
-    FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, RawResponse,
-    StartError,
+    FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, StartError, WebReply,
 };
 use tusk_logs::LogStream;
 
@@ -55,7 +54,7 @@ pub trait PoolInstance: Send + Sync + 'static {
         params: &'a Params,
         body: &'a Bytes,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>>;
+    ) -> BoxFuture<'a, Result<WebReply, FcgiFailure>>;
 }
 
 /// Starts real instances: processes in their sandboxes, logging to `logs`.
@@ -115,7 +114,7 @@ impl PoolInstance for Instance {
         params: &'a Params,
         body: &'a Bytes,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
+    ) -> BoxFuture<'a, Result<WebReply, FcgiFailure>> {
         Box::pin(Instance::fastcgi(self, params, body, timeout))
     }
 }

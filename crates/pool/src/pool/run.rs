@@ -8,7 +8,9 @@ use crate::metrics::FunctionMetrics;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tusk_instance::{FcgiFailure, Invocation, Outcome, Params, RawResponse, StartError};
+use tusk_instance::{
+    CgiResponse, FastCgiError, FcgiFailure, Invocation, Outcome, Params, StartError,
+};
 
 /// Result of one Runtime API invocation, ready for the Invoke API.
 pub struct InvokeResult {
@@ -18,8 +20,12 @@ pub struct InvokeResult {
     pub log_tail: String,
 }
 
+/// How one web request ended.
 pub enum WebOutcome {
-    Response(RawResponse),
+    /// PHP's CGI response, parsed (framing headers already dropped).
+    Response(CgiResponse),
+    /// PHP answered, but not with a valid CGI response: the reason, for the 502's log line.
+    BadResponse(FastCgiError),
     Timeout,
     Crashed(String),
 }
@@ -242,7 +248,15 @@ impl FunctionPool {
         let started = Instant::now();
         self.begin(instance, &request_id);
         let outcome = match instance.fastcgi(&params, &body, self.spec.timeout).await {
-            Ok(raw) => WebOutcome::Response(raw),
+            Ok(reply) => {
+                for line in String::from_utf8_lossy(&reply.stderr).lines() {
+                    instance.output_line(tusk_logs::LogStream::Stderr, line);
+                }
+                match reply.response {
+                    Ok(cgi) => WebOutcome::Response(cgi),
+                    Err(e) => WebOutcome::BadResponse(e),
+                }
+            }
             Err(FcgiFailure::Timeout) => {
                 self.timed_out(instance, &request_id);
                 WebOutcome::Timeout
@@ -253,13 +267,9 @@ impl FunctionPool {
                 WebOutcome::Crashed(msg)
             }
         };
-        if !matches!(outcome, WebOutcome::Response(_)) {
+        // A malformed response is PHP's answer, counted as before parsing moved here: no error.
+        if matches!(outcome, WebOutcome::Timeout | WebOutcome::Crashed(_)) {
             FunctionMetrics::inc(&self.metrics.errors);
-        }
-        if let WebOutcome::Response(raw) = &outcome {
-            for line in String::from_utf8_lossy(&raw.stderr).lines() {
-                instance.output_line(tusk_logs::LogStream::Stderr, line);
-            }
         }
         self.end(instance, &request_id, started, lease.cold).await;
         WebResult {

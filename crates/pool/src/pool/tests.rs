@@ -490,7 +490,8 @@ async fn web(pool: &Arc<FunctionPool>, body: &'static str) -> Result<usize, Stri
         .await
         .map_err(|e| e.to_string())?;
     match result.outcome {
-        WebOutcome::Response(raw) => Ok(String::from_utf8_lossy(&raw.stdout).parse().unwrap()),
+        WebOutcome::Response(cgi) => Ok(String::from_utf8_lossy(&cgi.body).parse().unwrap()),
+        WebOutcome::BadResponse(e) => Err(e.to_string()),
         WebOutcome::Timeout => Err("timeout".into()),
         WebOutcome::Crashed(why) => Err(why),
     }

@@ -6,9 +6,7 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tusk_instance::{
-    FcgiFailure, Invocation, LaunchSpec, Outcome, Params, RawResponse, StartError,
-};
+use tusk_instance::{FcgiFailure, Invocation, LaunchSpec, Outcome, Params, StartError, WebReply};
 
 /// What the test sees of the fake instances and their launcher.
 #[derive(Default)]
@@ -150,23 +148,27 @@ impl PoolInstance for FakeInstance {
             outcome
         })
     }
-    /// The body says what to do, as for [`Self::invoke`]; stdout is the instance's number.
+    /// The body says what to do, as for [`Self::invoke`]; the response body is the instance's
+    /// number.
     fn fastcgi<'a>(
         &'a self,
         _: &'a Params,
         body: &'a Bytes,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
+    ) -> BoxFuture<'a, Result<WebReply, FcgiFailure>> {
         Box::pin(async move {
             if body.as_ref() == b"hang" {
                 tokio::time::sleep(timeout).await;
                 self.state.alive.store(false, Ordering::Release);
                 return Err(FcgiFailure::Timeout);
             }
-            Ok(RawResponse {
-                stdout: Bytes::from(self.state.id.to_string()),
+            Ok(WebReply {
+                response: Ok(tusk_instance::CgiResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Bytes::from(self.state.id.to_string()),
+                }),
                 stderr: Bytes::new(),
-                app_status: 0,
             })
         })
     }
