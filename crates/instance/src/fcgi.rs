@@ -20,8 +20,6 @@ pub enum FcgiFailure {
     Exited(ExitInfo),
     #[error("FastCGI error: {0}")]
     Protocol(String),
-    #[error("this instance does not speak FastCGI")]
-    NotFastCgi,
 }
 
 /// What the PHP worker answered to one request. The CGI response is parsed here, next to the

@@ -515,3 +515,12 @@ async fn a_web_request_that_cannot_start_a_worker_is_answered_as_a_crash() {
     let why = web(&pool, "ok").await.unwrap_err();
     assert!(why.contains("Runtime.InitTimeout"), "{why}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn work_an_instance_refuses_is_answered_as_a_crash_not_a_panic() {
+    let (pool, _fakes) = fake_pool(None);
+    let why = web(&pool, "wrong-kind").await.unwrap_err();
+    assert!(why.contains("does not speak FastCGI"), "{why}");
+    assert_eq!(pool.metrics().errors.load(Ordering::Relaxed), 1);
+    assert_eq!(web(&pool, "ok").await, Ok(0));
+}
