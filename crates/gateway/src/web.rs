@@ -435,3 +435,43 @@ pub fn fastcgi_params(spec: &LaunchSpec, req: &WebRequest<'_>) -> Params {
     }
     p
 }
+
+#[cfg(test)]
+mod cgi_tests {
+    use super::*;
+
+    fn cgi(status: u16, body: &'static str) -> CgiResponse {
+        CgiResponse {
+            status,
+            headers: vec![
+                ("Set-Cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into()),
+                ("X-App".into(), "yes".into()),
+            ],
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_cgi_answer_keeps_its_status_headers_in_order_and_body() {
+        let r = cgi_response(cgi(404, "gone"), false);
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let cookies: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == http::header::SET_COOKIE)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(r.headers.len(), 3);
+        assert_eq!(&r.body[..], b"gone");
+    }
+
+    #[test]
+    fn a_head_answer_keeps_the_headers_and_drops_the_body() {
+        let r = cgi_response(cgi(200, "body"), true);
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers.len(), 3);
+        assert!(r.body.is_empty());
+    }
+}
