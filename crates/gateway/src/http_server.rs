@@ -4,6 +4,7 @@
 
 use crate::apigw::{self, HttpRequest, HttpResponse};
 use crate::auth::{authorized_body, read_body, BodyError};
+use crate::dispatch::{self, Peer, Ran};
 use crate::respond::{admin_error, json_response};
 use crate::state::AppState;
 use crate::{admin, forward, lambda_api, web};
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tusk_control::routes::Payload;
 use tusk_manifest::RuntimeKind;
-use tusk_pool::{AcquireError, WebOutcome};
+use tusk_pool::WebOutcome;
 
 /// Web apps may take uploads bigger than Lambda's 6 MB event limit.
 const MAX_WEB_BODY: usize = 64 * 1024 * 1024;
@@ -127,53 +128,6 @@ fn gateway_message(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "message": message }))
 }
 
-/// Offers a web request to the other nodes in turn; `None` when none took it (or there is no
-/// cluster), so it runs here.
-async fn offer_web(
-    state: &AppState,
-    method: &http::Method,
-    target: &str,
-    headers: &http::HeaderMap,
-    body: &Bytes,
-    client: SocketAddr,
-    timeout: std::time::Duration,
-) -> Option<Response> {
-    let peers = state.peers.as_ref()?;
-    let token = &state.credentials.secret_access_key;
-    for peer in peers.list() {
-        let sent = forward::web(
-            &peer,
-            method,
-            target,
-            headers,
-            body.clone(),
-            client,
-            token,
-            timeout,
-        )
-        .await;
-        match sent {
-            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => continue,
-            Ok(answer) => {
-                let mut r = (answer.status, answer.body).into_response();
-                r.headers_mut().remove(http::header::CONTENT_TYPE);
-                for (name, value) in &answer.headers {
-                    r.headers_mut().append(name, value.clone());
-                }
-                return Some(r);
-            }
-            Err(forward::ForwardError::Unreachable(e)) => {
-                tracing::debug!(%peer, error = %e, "cannot forward a web request there");
-            }
-            Err(forward::ForwardError::Lost(e)) => {
-                tracing::warn!(%peer, error = %e, "a forwarded web request was lost");
-                return Some(gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"));
-            }
-        }
-    }
-    None
-}
-
 /// Reserves room for a user route's request body in [`USER_BODY_BUDGET`]. Small bodies
 /// skip it (the connection cap bounds them); a big one waits a little for room, then 503.
 async fn user_body_budget(
@@ -251,7 +205,7 @@ async fn user_route(
     let limit = if spec.kind == RuntimeKind::PhpFpm {
         MAX_WEB_BODY
     } else {
-        lambda_api::MAX_SYNC_PAYLOAD
+        dispatch::MAX_SYNC_PAYLOAD
     };
     // Exact for a Content-Length body (0 for none), unknown for a chunked one.
     let declared = http_body::Body::size_hint(&body)
@@ -279,30 +233,6 @@ async fn user_route(
                 return to_response(web::serve_static(&file, &method, &parts.headers).await);
             }
         }
-        if pool.saturated() {
-            if forwarded.is_some() {
-                // Another node sent it because it was full: take it only with a slot free now.
-                return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            }
-            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let timeout = spec.timeout + std::time::Duration::from_secs(10);
-            if let Some(r) = offer_web(
-                &state,
-                &parts.method,
-                target,
-                &parts.headers,
-                &body,
-                remote,
-                timeout,
-            )
-            .await
-            {
-                return r;
-            }
-            if lambda_api::no_share_here(&state, &pool) {
-                return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            }
-        }
         let request_id = uuid::Uuid::new_v4().to_string();
         let params = web::fastcgi_params(
             &spec,
@@ -317,34 +247,25 @@ async fn user_route(
                 request_id: &request_id,
             },
         );
-        return match pool.http(request_id, params, body).await {
-            Ok(result) => match result.outcome {
-                WebOutcome::Response(raw) => match tusk_fastcgi::parse_cgi_response(raw.stdout) {
-                    Ok(cgi) => {
-                        let mut headers = Vec::with_capacity(cgi.headers.len());
-                        for (n, v) in cgi.headers {
-                            if let (Ok(n), Ok(v)) = (
-                                http::HeaderName::from_bytes(n.as_bytes()),
-                                HeaderValue::from_str(&v),
-                            ) {
-                                headers.push((n, v));
-                            }
-                        }
-                        to_response(HttpResponse {
-                            status: StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::OK),
-                            headers,
-                            body: if method == "HEAD" {
-                                Bytes::new()
-                            } else {
-                                cgi.body
-                            },
-                        })
-                    }
-                    Err(e) => {
-                        tracing::warn!(function = %route.function, error = %e, "bad CGI response: answered 502");
-                        gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
-                    }
-                },
+        let peer = if forwarded.is_some() {
+            Peer::Forwarded
+        } else {
+            Peer::Web {
+                method: &parts.method,
+                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                headers: &parts.headers,
+                body: &body,
+                client: remote,
+            }
+        };
+        let ran = dispatch::web(&state, &pool, request_id, params, body.clone(), peer).await;
+        return match ran {
+            Ran::Here(result) => match result.outcome {
+                WebOutcome::Response(cgi) => to_response(web::cgi_response(cgi, method == "HEAD")),
+                WebOutcome::BadResponse(e) => {
+                    tracing::warn!(function = %route.function, error = %e, "bad CGI response: answered 502");
+                    gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
+                }
                 WebOutcome::Timeout => {
                     gateway_message(StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
                 }
@@ -353,10 +274,17 @@ async fn user_route(
                     gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway")
                 }
             },
-            Err(AcquireError::Throttled) => {
-                gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            Ran::Peer(answer) => {
+                let mut r = (answer.status, answer.body).into_response();
+                r.headers_mut().remove(http::header::CONTENT_TYPE);
+                for (name, value) in &answer.headers {
+                    r.headers_mut().append(name, value.clone());
+                }
+                r
             }
-            Err(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Ran::PeerLost(_) => gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+            Ran::Throttled => gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            Ran::Failed(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
     }
 
@@ -381,58 +309,40 @@ async fn user_route(
         &params,
     );
     let payload = Bytes::from(event.to_string());
-    if pool.saturated() {
-        // No free instance here: another node of the cluster may run the event.
-        match lambda_api::offer(
-            &state,
-            &route.function,
-            &http::HeaderMap::new(),
-            &payload,
-            spec.timeout,
-        )
-        .await
-        {
-            Some(Ok(answer)) if answer.status == StatusCode::OK => {
-                let served_by = answer.headers.get("x-tusk-served-by").cloned();
-                let mut r = if answer.headers.contains_key("x-amz-function-error") {
-                    match route.payload {
-                        Payload::V2 => gateway_message(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal Server Error",
-                        ),
-                        Payload::V1 => {
-                            gateway_message(StatusCode::BAD_GATEWAY, "Internal server error")
-                        }
-                    }
-                } else {
-                    result_response(&route.function, route.payload, &answer.body)
-                };
-                if let Some(by) = served_by {
-                    r.headers_mut().insert("x-tusk-served-by", by);
-                }
-                return r;
-            }
-            Some(Err(_)) => return gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
-            // Not taken (or not found there yet): run it here.
-            Some(Ok(_)) | None => {}
-        }
-        if lambda_api::no_share_here(&state, &pool) {
-            return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        }
-    }
-    match pool.invoke(payload, None).await {
-        Ok(result) => match result.result {
+    // No free instance here: another node of the cluster may run the event; its answer
+    // counts only when it ran it (200).
+    let peer = Peer::Invoke {
+        function: &route.function,
+        headers: &http::HeaderMap::new(),
+        only_success: true,
+    };
+    match dispatch::event(&state, &pool, payload, None, peer).await {
+        Ran::Here(result) => match result.result {
             Ok(out) => result_response(&route.function, route.payload, &out),
-            Err(_) => match route.payload {
-                Payload::V2 => {
-                    gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                }
-                Payload::V1 => gateway_message(StatusCode::BAD_GATEWAY, "Internal server error"),
-            },
+            Err(_) => function_error_response(route.payload),
         },
-        Err(AcquireError::Throttled) => {
-            gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+        Ran::Peer(answer) => {
+            let served_by = answer.headers.get("x-tusk-served-by").cloned();
+            let mut r = if answer.headers.contains_key("x-amz-function-error") {
+                function_error_response(route.payload)
+            } else {
+                result_response(&route.function, route.payload, &answer.body)
+            };
+            if let Some(by) = served_by {
+                r.headers_mut().insert("x-tusk-served-by", by);
+            }
+            r
         }
-        Err(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ran::PeerLost(_) => gateway_message(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+        Ran::Throttled => gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        Ran::Failed(e) => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// What API Gateway answers when the function failed (an error result, not an HTTP response).
+fn function_error_response(payload: Payload) -> Response {
+    match payload {
+        Payload::V2 => gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+        Payload::V1 => gateway_message(StatusCode::BAD_GATEWAY, "Internal server error"),
     }
 }

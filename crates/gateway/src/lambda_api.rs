@@ -2,6 +2,7 @@
 //! (shapes from botocore's `lambda/2015-03-31/service-2.json`).
 
 use crate::auth::{authorized_body, Authorized, BodyError};
+use crate::dispatch::{self, Peer, Ran, MAX_SYNC_PAYLOAD};
 use crate::respond::{json_response, lambda_error};
 use crate::state::AppState;
 use axum::extract::{Path, Request, State};
@@ -13,11 +14,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tusk_manifest::arn::{function_arn, role_arn, DEFAULT_REGION};
 use tusk_manifest::{FunctionSpec, RuntimeKind};
-use tusk_pool::AcquireError;
 use tusk_store::ServiceRecord;
-
-/// Lambda's synchronous payload limit.
-pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 
 fn function_not_found(state: &AppState, name: &str) -> Response {
     let arn = if name.starts_with("arn:") {
@@ -120,28 +117,25 @@ pub async fn invoke(
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     });
-    if pool.saturated() {
-        if header(crate::forward::FORWARDED_HEADER).is_some() {
-            // Another node sent it because it was full: take it only with a slot free now.
-            return throttled();
+    let peer = if header(crate::forward::FORWARDED_HEADER).is_some() {
+        Peer::Forwarded
+    } else {
+        Peer::Invoke {
+            function: &full,
+            headers: &req.headers,
+            only_success: false,
         }
-        if let Some(r) = forward_to_peer(&state, &full, &req.headers, &payload, f.timeout).await {
+    };
+    let result = match dispatch::event(&state, &pool, payload, client_context, peer).await {
+        Ran::Here(r) => r,
+        Ran::Peer(answer) => {
+            let mut r = (answer.status, answer.body).into_response();
+            r.headers_mut().extend(answer.headers);
             return r;
         }
-        if no_share_here(&state, &pool) {
-            return throttled();
-        }
-    }
-    let result = match pool.invoke(payload, client_context).await {
-        Ok(r) => r,
-        Err(AcquireError::Throttled) => return throttled(),
-        Err(e) => {
-            return lambda_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                json!({"Type": "Service", "message": e.to_string()}),
-            )
-        }
+        Ran::PeerLost(e) => return peer_lost(&e),
+        Ran::Throttled => return throttled(),
+        Ran::Failed(e) => return service_exception(&e),
     };
     let _ = record;
     let (body, function_error) = match result.result {
@@ -174,65 +168,21 @@ pub async fn invoke(
     r
 }
 
-/// True on a cluster node whose share of the function's `reservedConcurrency` is 0 (fewer
-/// than there are nodes): a call no other node took is throttled at once instead of waiting
-/// for a slot that only a change of the nodes up could bring.
-pub(crate) fn no_share_here(state: &AppState, pool: &tusk_pool::FunctionPool) -> bool {
-    state.peers.is_some() && pool.share() == 0
-}
-
-/// Offers the call to the other nodes in turn; `None` when none took it.
-async fn forward_to_peer(
-    state: &AppState,
-    function: &str,
-    headers: &http::HeaderMap,
-    body: &Bytes,
-    timeout_s: u32,
-) -> Option<Response> {
-    let timeout = std::time::Duration::from_secs(u64::from(timeout_s));
-    Some(
-        match offer(state, function, headers, body, timeout).await? {
-            Ok(answer) => {
-                let mut r = (answer.status, answer.body).into_response();
-                r.headers_mut().extend(answer.headers);
-                r
-            }
-            Err(lost) => lost,
-        },
+/// The node that took a forwarded call went away with it.
+fn peer_lost(why: &str) -> Response {
+    lambda_error(
+        StatusCode::BAD_GATEWAY,
+        "ServiceException",
+        json!({"Type": "Service", "message": format!("the node running this call went away ({why}); it may have run: retry")}),
     )
 }
 
-/// Offers an invocation of `function` with `body` as its event to the other nodes in turn.
-/// `None` when no node took it (or there is no cluster); `Err` with the response to give when
-/// the node that took it went away with it.
-pub async fn offer(
-    state: &AppState,
-    function: &str,
-    headers: &http::HeaderMap,
-    body: &Bytes,
-    function_timeout: std::time::Duration,
-) -> Option<Result<crate::forward::Forwarded, Response>> {
-    use crate::forward::{self, ForwardError};
-    let peers = state.peers.as_ref()?;
-    let timeout = function_timeout + std::time::Duration::from_secs(10);
-    for peer in peers.list() {
-        let token = &state.credentials.secret_access_key;
-        match forward::invoke(&peer, function, headers, body.clone(), token, timeout).await {
-            Ok(answer) if answer.status == StatusCode::TOO_MANY_REQUESTS => continue,
-            Ok(answer) => return Some(Ok(answer)),
-            Err(ForwardError::Unreachable(e)) => {
-                tracing::debug!(%peer, error = %e, "cannot forward a call there");
-            }
-            Err(ForwardError::Lost(e)) => {
-                return Some(Err(lambda_error(
-                    StatusCode::BAD_GATEWAY,
-                    "ServiceException",
-                    json!({"Type": "Service", "message": format!("the node running this call went away ({e}); it may have run: retry")}),
-                )));
-            }
-        }
-    }
-    None
+fn service_exception(e: &tusk_pool::AcquireError) -> Response {
+    lambda_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ServiceException",
+        json!({"Type": "Service", "message": e.to_string()}),
+    )
 }
 
 fn last_bytes(b: &[u8], n: usize) -> &[u8] {
@@ -317,10 +267,6 @@ async fn invoke_web(
             )
         }
     };
-    // Not forwarded (the Invoke API on a web app is rare): without a share here, no slot.
-    if no_share_here(state, pool) {
-        return throttled();
-    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let params = crate::web::fastcgi_params(
         pool.spec(),
@@ -335,37 +281,32 @@ async fn invoke_web(
             request_id: &request_id,
         },
     );
-    let result = match pool.http(request_id, params, req.body.clone()).await {
-        Ok(r) => r,
-        Err(AcquireError::Throttled) => return throttled(),
-        Err(e) => {
-            return lambda_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                json!({"Type": "Service", "message": e.to_string()}),
-            )
-        }
+    // Not forwarded (the Invoke API on a web app is rare): without a share here, no slot.
+    let ran = dispatch::web(
+        state,
+        pool,
+        request_id,
+        params,
+        req.body.clone(),
+        Peer::Never,
+    );
+    let result = match ran.await {
+        Ran::Here(r) => r,
+        // `Peer::Never` offers nothing, so no peer answers here.
+        Ran::Throttled | Ran::Peer(_) | Ran::PeerLost(_) => return throttled(),
+        Ran::Failed(e) => return service_exception(&e),
     };
     let (status, body, function_error) = match result.outcome {
-        tusk_pool::WebOutcome::Response(raw) => {
-            match tusk_fastcgi::parse_cgi_response(raw.stdout) {
-                Ok(cgi) => (
-                    StatusCode::OK,
-                    crate::apigw::result_from_http(
-                        req.payload,
-                        cgi.status,
-                        &cgi.headers,
-                        &cgi.body,
-                    ),
-                    false,
-                ),
-                Err(e) => (
-                    StatusCode::OK,
-                    json!({"errorType": "Runtime.BadResponse", "errorMessage": e.to_string()}),
-                    true,
-                ),
-            }
-        }
+        tusk_pool::WebOutcome::Response(cgi) => (
+            StatusCode::OK,
+            crate::apigw::result_from_http(req.payload, cgi.status, &cgi.headers, &cgi.body),
+            false,
+        ),
+        tusk_pool::WebOutcome::BadResponse(e) => (
+            StatusCode::OK,
+            json!({"errorType": "Runtime.BadResponse", "errorMessage": e.to_string()}),
+            true,
+        ),
         tusk_pool::WebOutcome::Timeout => (
             StatusCode::OK,
             json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("RequestId: {} Error: Task timed out after {:.2} seconds", result.request_id, pool.spec().timeout.as_secs_f64())}),

@@ -7,11 +7,13 @@
 //!   user routes; [`auth`]: credentials and request bodies; [`respond`]: shared response shapes;
 //! - wire formats: [`apigw`] (API Gateway events), [`lambda_api`] (Invoke API), [`sqs_api`],
 //!   [`admin`] and [`events_api`] (`/_tusk/*`), [`web`] (FastCGI params, static files),
-//!   [`forward`] (calls between nodes), [`metrics`] (Prometheus text).
+//!   [`forward`] (calls between nodes), [`metrics`] (Prometheus text);
+//! - [`dispatch`]: the one path of every synchronous call: here, else a peer, else throttle.
 
 mod admin;
 pub mod apigw;
 mod auth;
+mod dispatch;
 mod events_api;
 mod forward;
 mod http_server;

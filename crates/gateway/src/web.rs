@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use tusk_instance::{LaunchSpec, Params};
+use tusk_instance::{CgiResponse, LaunchSpec, Params};
 
 pub struct WebRequest<'a> {
     pub method: &'a str,
@@ -17,6 +17,26 @@ pub struct WebRequest<'a> {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub request_id: &'a str,
+}
+
+/// PHP's CGI response as the HTTP response to send (the one place CGI becomes HTTP). The
+/// parser already refused bad names, control characters and statuses outside 200-599 and
+/// dropped framing headers; a `HEAD` answer keeps the headers and drops the body.
+pub fn cgi_response(cgi: CgiResponse, head: bool) -> HttpResponse {
+    let mut headers = Vec::with_capacity(cgi.headers.len());
+    for (n, v) in cgi.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            headers.push((n, v));
+        }
+    }
+    HttpResponse {
+        status: StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::OK),
+        headers,
+        body: if head { Bytes::new() } else { cgi.body },
+    }
 }
 
 /// The document root as PHP sees it: under the instance's task root (`/var/task` when
@@ -414,4 +434,44 @@ pub fn fastcgi_params(spec: &LaunchSpec, req: &WebRequest<'_>) -> Params {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod cgi_tests {
+    use super::*;
+
+    fn cgi(status: u16, body: &'static str) -> CgiResponse {
+        CgiResponse {
+            status,
+            headers: vec![
+                ("Set-Cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into()),
+                ("X-App".into(), "yes".into()),
+            ],
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_cgi_answer_keeps_its_status_headers_in_order_and_body() {
+        let r = cgi_response(cgi(404, "gone"), false);
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let cookies: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == http::header::SET_COOKIE)
+            .map(|(_, v)| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(r.headers.len(), 3);
+        assert_eq!(&r.body[..], b"gone");
+    }
+
+    #[test]
+    fn a_head_answer_keeps_the_headers_and_drops_the_body() {
+        let r = cgi_response(cgi(200, "body"), true);
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers.len(), 3);
+        assert!(r.body.is_empty());
+    }
 }

@@ -3,12 +3,13 @@
 
 use crate::process::{self, Process};
 use crate::{ExitInfo, LaunchSpec, LogSink, StartError};
+use bytes::Bytes;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tusk_fastcgi::{Connection, Params, RawResponse};
+use tusk_fastcgi::{parse_cgi_response, CgiResponse, Connection, FastCgiError, Params};
 use tusk_sandbox::InstanceSandbox;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +20,15 @@ pub enum FcgiFailure {
     Exited(ExitInfo),
     #[error("FastCGI error: {0}")]
     Protocol(String),
-    #[error("this instance does not speak FastCGI")]
-    NotFastCgi,
+}
+
+/// What the PHP worker answered to one request. The CGI response is parsed here, next to the
+/// exchange, so nothing above handles raw stdout; a malformed one is a typed error (the
+/// gateway answers 502 and logs the reason), not a failed exchange: the worker stays usable.
+pub struct WebReply {
+    pub response: Result<CgiResponse, FastCgiError>,
+    /// PHP's stderr for this request (its log messages).
+    pub stderr: Bytes,
 }
 
 /// Most a web response (headers, body and PHP's stderr) may take in the node's memory:
@@ -120,7 +128,7 @@ impl FcgiWorker {
         body: &[u8],
         process: &Process,
         timeout: Duration,
-    ) -> Result<RawResponse, FcgiFailure> {
+    ) -> Result<WebReply, FcgiFailure> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             let mut conn = Connection::connect_unix(&self.socket)
@@ -147,7 +155,10 @@ impl FcgiWorker {
                 return Err(FcgiFailure::Exited(info));
             }
         }
-        result
+        result.map(|raw| WebReply {
+            response: parse_cgi_response(raw.stdout),
+            stderr: raw.stderr,
+        })
     }
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Two transports reach the process: the Lambda Runtime API ([`runtime_api`], for `php-8x`,
 //! `php-8x-console` and `provided*`) and FastCGI (for `php-8x-fpm`, one `php-cgi` worker per
-//! instance). [`process`] owns the OS process: spawning, log capture, killing the whole tree.
+//! instance). Either way the one entry is [`Instance::run`]: a [`Work`] in, a [`Done`] out (an
+//! instance asked for the other transport's work refuses it, typed, never panics); a FastCGI
+//! answer comes back parsed ([`WebReply`]). [`process`] owns the OS process: spawning, log
+//! capture, killing the whole tree.
 //! Every instance runs inside its own [`tusk_sandbox::InstanceSandbox`] (namespaces, cgroup,
 //! unprivileged uid), frozen while idle.
 
@@ -19,10 +22,38 @@ use tusk_logs::LogStream;
 use tusk_manifest::RuntimeKind;
 use tusk_sandbox::{InstanceConfig, InstanceSandbox, Sandbox};
 
-pub use fcgi::{FcgiFailure, MAX_WEB_RESPONSE_BYTES};
+pub use fcgi::{FcgiFailure, WebReply, MAX_WEB_RESPONSE_BYTES};
 pub use process::ExitInfo;
 pub use runtime_api::{Invocation, Outcome};
-pub use tusk_fastcgi::{Params, RawResponse};
+pub use tusk_fastcgi::{CgiResponse, FastCgiError, Params};
+
+/// One piece of work for an instance: the one input of [`Instance::run`].
+pub enum Work {
+    /// An event for a Runtime API instance (`php-8x`, console, `provided*`).
+    Event(Invocation),
+    /// A FastCGI request for a `php-cgi` worker (`php-8x-fpm`).
+    Web { params: Params, body: Bytes },
+}
+
+/// How a piece of work ended: the one output of [`Instance::run`].
+pub enum Done {
+    /// What became of an event.
+    Event(Outcome),
+    /// The worker's parsed answer to a FastCGI request, or why there is none.
+    Web(Result<WebReply, FcgiFailure>),
+    /// The instance speaks the other transport: nothing ran.
+    Refused(WrongKind),
+}
+
+/// Work sent to an instance that speaks the other transport (a pool's instances are all of its
+/// function's kind, so this is a bug above, reported rather than a panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WrongKind {
+    #[error("this instance speaks FastCGI, not the Runtime API")]
+    NotRuntimeApi,
+    #[error("this instance does not speak FastCGI")]
+    NotFastCgi,
+}
 
 /// Init phase limit, as on Lambda.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,10 +250,12 @@ impl Instance {
         self.process.capture().finish()
     }
 
-    /// Sends one event through the Runtime API and waits for its outcome, at most `timeout`.
-    pub async fn invoke(&self, invocation: Invocation, timeout: Duration) -> Outcome {
-        match &self.transport {
-            Transport::RuntimeApi(api) => {
+    /// Runs one piece of work, at most `timeout`: an event through the Runtime API or a request
+    /// through FastCGI, whichever this instance speaks. Work of the other kind is refused with
+    /// [`Done::Refused`]; nothing runs then.
+    pub async fn run(&self, work: Work, timeout: Duration) -> Done {
+        match (&self.transport, work) {
+            (Transport::RuntimeApi(api), Work::Event(invocation)) => {
                 self.sandbox.resume();
                 let request_id = invocation.request_id.clone();
                 let outcome = api.invoke(invocation, &self.process, timeout).await;
@@ -237,25 +270,11 @@ impl Instance {
                     other => other,
                 };
                 self.idle();
-                outcome
+                Done::Event(outcome)
             }
-            Transport::FastCgi(_) => Outcome::Exited(ExitInfo::new(
-                "this instance speaks FastCGI, not the Runtime API".into(),
-            )),
-        }
-    }
-
-    /// Sends one FastCGI request to the instance's PHP worker.
-    pub async fn fastcgi(
-        &self,
-        params: &Params,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<RawResponse, FcgiFailure> {
-        match &self.transport {
-            Transport::FastCgi(worker) => {
+            (Transport::FastCgi(worker), Work::Web { params, body }) => {
                 self.sandbox.resume();
-                let result = worker.request(params, body, &self.process, timeout).await;
+                let result = worker.request(&params, &body, &self.process, timeout).await;
                 let result = match result {
                     Err(FcgiFailure::Exited(info)) if self.sandbox.oom_killed() => {
                         Err(FcgiFailure::Exited(ExitInfo::new(format!(
@@ -269,9 +288,10 @@ impl Instance {
                     self.process.kill();
                 }
                 self.idle();
-                result
+                Done::Web(result)
             }
-            Transport::RuntimeApi(_) => Err(FcgiFailure::NotFastCgi),
+            (Transport::FastCgi(_), Work::Event(_)) => Done::Refused(WrongKind::NotRuntimeApi),
+            (Transport::RuntimeApi(_), Work::Web { .. }) => Done::Refused(WrongKind::NotFastCgi),
         }
     }
 

@@ -6,15 +6,11 @@
 //! It must never make decisions of its own: when to start, reuse or stop an instance is the
 //! pool's; how to run one is the instance's.
 
-use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tusk_instance::{
-    FcgiFailure, Instance, Invocation, LaunchSpec, LogSink, Outcome, Params, RawResponse,
-    StartError,
-};
+use tusk_instance::{Done, Instance, LaunchSpec, LogSink, StartError, Work};
 use tusk_logs::LogStream;
 
 /// A boxed future, so the traits below stay object-safe.
@@ -47,15 +43,8 @@ pub trait PoolInstance: Send + Sync + 'static {
     /// Waits briefly for output still in the pipe.
     fn drain(&self) -> BoxFuture<'_, ()>;
     fn take_log_tail(&self) -> String;
-    /// One event through the Runtime API, at most `timeout`.
-    fn invoke(&self, invocation: Invocation, timeout: Duration) -> BoxFuture<'_, Outcome>;
-    /// One FastCGI request, at most `timeout`.
-    fn fastcgi<'a>(
-        &'a self,
-        params: &'a Params,
-        body: &'a Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>>;
+    /// One piece of work (an event or a FastCGI request), at most `timeout`.
+    fn run(&self, work: Work, timeout: Duration) -> BoxFuture<'_, Done>;
 }
 
 /// Starts real instances: processes in their sandboxes, logging to `logs`.
@@ -107,15 +96,7 @@ impl PoolInstance for Instance {
     fn take_log_tail(&self) -> String {
         Instance::take_log_tail(self)
     }
-    fn invoke(&self, invocation: Invocation, timeout: Duration) -> BoxFuture<'_, Outcome> {
-        Box::pin(Instance::invoke(self, invocation, timeout))
-    }
-    fn fastcgi<'a>(
-        &'a self,
-        params: &'a Params,
-        body: &'a Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
-        Box::pin(Instance::fastcgi(self, params, body, timeout))
+    fn run(&self, work: Work, timeout: Duration) -> BoxFuture<'_, Done> {
+        Box::pin(Instance::run(self, work, timeout))
     }
 }

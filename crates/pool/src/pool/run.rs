@@ -8,7 +8,9 @@ use crate::metrics::FunctionMetrics;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tusk_instance::{FcgiFailure, Invocation, Outcome, Params, RawResponse, StartError};
+use tusk_instance::{
+    CgiResponse, Done, FastCgiError, FcgiFailure, Invocation, Outcome, Params, StartError, Work,
+};
 
 /// Result of one Runtime API invocation, ready for the Invoke API.
 pub struct InvokeResult {
@@ -18,8 +20,12 @@ pub struct InvokeResult {
     pub log_tail: String,
 }
 
+/// How one web request ended.
 pub enum WebOutcome {
-    Response(RawResponse),
+    /// PHP's CGI response, parsed (framing headers already dropped).
+    Response(CgiResponse),
+    /// PHP answered, but not with a valid CGI response: the reason, for the 502's log line.
+    BadResponse(FastCgiError),
     Timeout,
     Crashed(String),
 }
@@ -154,23 +160,33 @@ impl FunctionPool {
             trace_id: trace_id(&request_id),
             client_context,
         };
-        let outcome = instance.invoke(invocation, timeout).await;
-        if matches!(outcome, Outcome::NotDelivered) && may_retry {
+        let done = instance.run(Work::Event(invocation), timeout).await;
+        if matches!(done, Done::Event(Outcome::NotDelivered)) && may_retry {
             if let Some(dead) = lease.instance.take() {
                 self.release(dead);
             }
             return None;
         }
         FunctionMetrics::inc(&self.metrics.invocations);
-        let result = match outcome {
-            Outcome::Success(body) => Ok(body),
-            Outcome::FunctionError { body, error_type } => Err((body, error_type)),
-            Outcome::Timeout => Err(self.timed_out(instance, &request_id)),
-            Outcome::Exited(info) => Err(self.exited(instance, &request_id, &info.to_string())),
-            Outcome::NotDelivered => Err(self.exited(
+        let result = match done {
+            Done::Event(Outcome::Success(body)) => Ok(body),
+            Done::Event(Outcome::FunctionError { body, error_type }) => Err((body, error_type)),
+            Done::Event(Outcome::Timeout) => Err(self.timed_out(instance, &request_id)),
+            Done::Event(Outcome::Exited(info)) => {
+                Err(self.exited(instance, &request_id, &info.to_string()))
+            }
+            Done::Event(Outcome::NotDelivered) => Err(self.exited(
                 instance,
                 &request_id,
                 "the runtime exited before taking the event",
+            )),
+            // Work of the other kind (a bug above): answered as a runtime that exited, as the
+            // instance did before `run`, never a panic.
+            Done::Refused(e) => Err(self.exited(instance, &request_id, &e.to_string())),
+            Done::Web(_) => Err(self.exited(
+                instance,
+                &request_id,
+                "the instance answered an event as a web request",
             )),
         };
         if result.is_err() {
@@ -241,25 +257,34 @@ impl FunctionPool {
         FunctionMetrics::inc(&self.metrics.invocations);
         let started = Instant::now();
         self.begin(instance, &request_id);
-        let outcome = match instance.fastcgi(&params, &body, self.spec.timeout).await {
-            Ok(raw) => WebOutcome::Response(raw),
-            Err(FcgiFailure::Timeout) => {
+        let done = instance
+            .run(Work::Web { params, body }, self.spec.timeout)
+            .await;
+        let failed = |why: String| {
+            self.exited(instance, &request_id, &why);
+            WebOutcome::Crashed(why)
+        };
+        let outcome = match done {
+            Done::Web(Ok(reply)) => {
+                for line in String::from_utf8_lossy(&reply.stderr).lines() {
+                    instance.output_line(tusk_logs::LogStream::Stderr, line);
+                }
+                match reply.response {
+                    Ok(cgi) => WebOutcome::Response(cgi),
+                    Err(e) => WebOutcome::BadResponse(e),
+                }
+            }
+            Done::Web(Err(FcgiFailure::Timeout)) => {
                 self.timed_out(instance, &request_id);
                 WebOutcome::Timeout
             }
-            Err(other) => {
-                let msg = other.to_string();
-                self.exited(instance, &request_id, &msg);
-                WebOutcome::Crashed(msg)
-            }
+            Done::Web(Err(other)) => failed(other.to_string()),
+            Done::Refused(e) => failed(e.to_string()),
+            Done::Event(_) => failed("an event's answer to a web request".into()),
         };
-        if !matches!(outcome, WebOutcome::Response(_)) {
+        // A malformed response is PHP's answer, counted as before parsing moved here: no error.
+        if matches!(outcome, WebOutcome::Timeout | WebOutcome::Crashed(_)) {
             FunctionMetrics::inc(&self.metrics.errors);
-        }
-        if let WebOutcome::Response(raw) = &outcome {
-            for line in String::from_utf8_lossy(&raw.stderr).lines() {
-                instance.output_line(tusk_logs::LogStream::Stderr, line);
-            }
         }
         self.end(instance, &request_id, started, lease.cold).await;
         WebResult {

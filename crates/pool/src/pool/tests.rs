@@ -490,7 +490,8 @@ async fn web(pool: &Arc<FunctionPool>, body: &'static str) -> Result<usize, Stri
         .await
         .map_err(|e| e.to_string())?;
     match result.outcome {
-        WebOutcome::Response(raw) => Ok(String::from_utf8_lossy(&raw.stdout).parse().unwrap()),
+        WebOutcome::Response(cgi) => Ok(String::from_utf8_lossy(&cgi.body).parse().unwrap()),
+        WebOutcome::BadResponse(e) => Err(e.to_string()),
         WebOutcome::Timeout => Err("timeout".into()),
         WebOutcome::Crashed(why) => Err(why),
     }
@@ -513,4 +514,13 @@ async fn a_web_request_that_cannot_start_a_worker_is_answered_as_a_crash() {
     fakes.fail_starts.store(true, Ordering::Release);
     let why = web(&pool, "ok").await.unwrap_err();
     assert!(why.contains("Runtime.InitTimeout"), "{why}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_an_instance_refuses_is_answered_as_a_crash_not_a_panic() {
+    let (pool, _fakes) = fake_pool(None);
+    let why = web(&pool, "wrong-kind").await.unwrap_err();
+    assert!(why.contains("does not speak FastCGI"), "{why}");
+    assert_eq!(pool.metrics().errors.load(Ordering::Relaxed), 1);
+    assert_eq!(web(&pool, "ok").await, Ok(0));
 }

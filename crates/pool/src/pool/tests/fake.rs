@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tusk_instance::{
-    FcgiFailure, Invocation, LaunchSpec, Outcome, Params, RawResponse, StartError,
+    Done, FcgiFailure, Invocation, LaunchSpec, Outcome, StartError, WebReply, Work, WrongKind,
 };
 
 /// What the test sees of the fake instances and their launcher.
@@ -123,51 +123,62 @@ impl PoolInstance for FakeInstance {
     fn take_log_tail(&self) -> String {
         String::new()
     }
-    /// The payload says what to do: `sleep:MS`, `hang` (past the timeout), else answer at once.
-    /// The answer is the instance's number.
-    fn invoke(&self, invocation: Invocation, timeout: Duration) -> BoxFuture<'_, Outcome> {
+    /// Runs either kind of work (a fake speaks both transports), except a web request whose
+    /// body is `wrong-kind`, refused as a Runtime API instance would.
+    fn run(&self, work: Work, timeout: Duration) -> BoxFuture<'_, Done> {
         Box::pin(async move {
-            if self.state.dies_before_next.swap(false, Ordering::AcqRel) {
-                self.state.alive.store(false, Ordering::Release);
-                return Outcome::NotDelivered;
-            }
-            let now = self.fakes.running.fetch_add(1, Ordering::AcqRel) + 1;
-            bump_max(&self.fakes.most_running, now);
-            let command = String::from_utf8_lossy(&invocation.payload).into_owned();
-            let outcome = if command == "hang" {
-                tokio::time::sleep(timeout).await;
-                // A real instance kills its process tree on a timeout.
-                self.state.alive.store(false, Ordering::Release);
-                Outcome::Timeout
-            } else {
-                if let Some(ms) = command.strip_prefix("sleep:") {
-                    let ms = ms.parse().unwrap_or(0);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+            match work {
+                Work::Event(invocation) => Done::Event(self.event(invocation, timeout).await),
+                Work::Web { body, .. } if body.as_ref() == b"wrong-kind" => {
+                    Done::Refused(WrongKind::NotFastCgi)
                 }
-                Outcome::Success(Bytes::from(self.state.id.to_string()))
-            };
-            self.fakes.running.fetch_sub(1, Ordering::AcqRel);
-            outcome
+                Work::Web { body, .. } => Done::Web(self.web(&body, timeout).await),
+            }
         })
     }
-    /// The body says what to do, as for [`Self::invoke`]; stdout is the instance's number.
-    fn fastcgi<'a>(
-        &'a self,
-        _: &'a Params,
-        body: &'a Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<RawResponse, FcgiFailure>> {
-        Box::pin(async move {
-            if body.as_ref() == b"hang" {
-                tokio::time::sleep(timeout).await;
-                self.state.alive.store(false, Ordering::Release);
-                return Err(FcgiFailure::Timeout);
+}
+
+impl FakeInstance {
+    /// The payload says what to do: `sleep:MS`, `hang` (past the timeout), else answer at once.
+    /// The answer is the instance's number.
+    async fn event(&self, invocation: Invocation, timeout: Duration) -> Outcome {
+        if self.state.dies_before_next.swap(false, Ordering::AcqRel) {
+            self.state.alive.store(false, Ordering::Release);
+            return Outcome::NotDelivered;
+        }
+        let now = self.fakes.running.fetch_add(1, Ordering::AcqRel) + 1;
+        bump_max(&self.fakes.most_running, now);
+        let command = String::from_utf8_lossy(&invocation.payload).into_owned();
+        let outcome = if command == "hang" {
+            tokio::time::sleep(timeout).await;
+            // A real instance kills its process tree on a timeout.
+            self.state.alive.store(false, Ordering::Release);
+            Outcome::Timeout
+        } else {
+            if let Some(ms) = command.strip_prefix("sleep:") {
+                let ms = ms.parse().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            Ok(RawResponse {
-                stdout: Bytes::from(self.state.id.to_string()),
-                stderr: Bytes::new(),
-                app_status: 0,
-            })
+            Outcome::Success(Bytes::from(self.state.id.to_string()))
+        };
+        self.fakes.running.fetch_sub(1, Ordering::AcqRel);
+        outcome
+    }
+    /// The body says what to do, as for [`Self::event`]; the response body is the instance's
+    /// number.
+    async fn web(&self, body: &Bytes, timeout: Duration) -> Result<WebReply, FcgiFailure> {
+        if body.as_ref() == b"hang" {
+            tokio::time::sleep(timeout).await;
+            self.state.alive.store(false, Ordering::Release);
+            return Err(FcgiFailure::Timeout);
+        }
+        Ok(WebReply {
+            response: Ok(tusk_instance::CgiResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Bytes::from(self.state.id.to_string()),
+            }),
+            stderr: Bytes::new(),
         })
     }
 }
