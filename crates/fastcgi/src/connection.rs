@@ -1,4 +1,6 @@
 //! One keep-alive FastCGI connection and the request/response exchange.
+//!
+//! Over 600 lines only with its unit tests (the exchange against scripted servers).
 
 use std::fmt;
 use std::io::{self, IoSlice};

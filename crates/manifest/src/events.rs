@@ -1,4 +1,6 @@
 //! `functions.<name>.events[]`: httpApi, http, schedule and sqs.
+//!
+//! Over 600 lines only with its unit tests (the code ends before `mod tests`).
 
 use crate::error::Diag;
 use crate::locate::Seg;

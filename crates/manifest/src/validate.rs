@@ -1,5 +1,7 @@
 //! The rules a [`ServiceSpec`] must follow, whoever built it.
 //!
+//! Over 600 lines only with its unit tests: every rule sits with its example of a bad spec.
+//!
 //! The CLI checks them after reading `serverless.yml`, and the node checks them again on every
 //! deploy: a deploy can reach the node as raw JSON without ever passing the CLI's parser, so
 //! the node is the authority. Limits are Lambda's wherever Lambda has one, so a file that

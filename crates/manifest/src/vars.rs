@@ -1,5 +1,8 @@
 //! Serverless Framework variables: `${source:address, fallback, ...}`.
 //!
+//! Over 600 lines with its unit tests; the resolver itself is about 700 lines because every
+//! variable source, fallback and limit shares one lazy, cycle-checked resolution.
+//!
 //! Resolution is lazy: the loader asks for the values it uses (`get`), and only the strings on
 //! the way are resolved. Keys Tusk ignores (`resources`, `vpc`, ...) may therefore hold
 //! `${cf:...}` or other AWS-only variables without failing the load.

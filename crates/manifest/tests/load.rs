@@ -1,4 +1,6 @@
 //! End-to-end: `serverless.yml` text in, `ServiceSpec` (or a located error) out.
+//!
+//! Long on purpose: one test per documented serverless.yml behaviour.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -1,6 +1,8 @@
 //! Cgroups for a node and its instances: v2 where the host delegates the controllers to us,
 //! v1 otherwise (hybrid hosts mount the v1 controllers next to an empty v2 hierarchy).
 //!
+//! Over 600 lines only with its unit tests (v1 and v2 against a fake cgroupfs).
+//!
 //! Layout: `<Tusk's own cgroup>/tusk-<pid>/<instance id>`, once in the v2 hierarchy or once per
 //! v1 controller. Everything here is small reads and writes of cgroupfs files, served from
 //! kernel memory: they never wait on a disk.

@@ -1,5 +1,9 @@
 //! Isolation for Tusk instances: every instance in its own sandbox, every failure contained.
 //!
+//! Over 600 lines: the probe behind `tusk doctor` and the per-instance set-up share the host
+//! facts they detect (capabilities, cgroups, the self-test); the steps themselves live in the
+//! submodules. Splitting the probe into its own file is the next step when it grows.
+//!
 //! Full isolation (root, the default wherever the host allows it):
 //! - PID, mount, IPC, UTS and cgroup namespaces, plus a network namespace with `network: none`;
 //! - a fresh root: system directories and an allow-listed `/etc` read-only, the package at

@@ -1,4 +1,6 @@
 //! Behaviour of `rate(...)` and `cron(...)` against known calendar facts.
+//!
+//! Long on purpose: one test per calendar fact of EventBridge's rate/cron semantics.
 
 use std::time::Duration;
 
