@@ -199,6 +199,14 @@ pub fn precheck(
     creds: &Credentials,
     now: SystemTime,
 ) -> Result<Precheck, AuthError> {
+    // A header-signed request: everything but the signature, which covers the body's hash and
+    // is checked once, with the body, by `authenticate`.
+    if let Some(value) = single_authorization(req.headers) {
+        if value.starts_with(sigv4::ALGORITHM) && !is_presigned(req.raw_query) {
+            sigv4::check_header_claim(req, value, creds, sigv4::timestamp_of(now))?;
+            return Ok(Precheck::NeedsBody);
+        }
+    }
     let bodiless = RequestParts { body: b"", ..*req };
     match authenticate(&bodiless, creds, now) {
         Ok(p) if is_bearer(req.headers) => Ok(Precheck::Authenticated(p)),
@@ -209,6 +217,17 @@ pub fn precheck(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The one `Authorization` header as text (`None` when absent, repeated or not ASCII: the full
+/// check reports those).
+fn single_authorization(headers: &http::HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()
 }
 
 fn is_bearer(headers: &http::HeaderMap) -> bool {

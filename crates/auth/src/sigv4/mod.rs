@@ -69,9 +69,25 @@ pub(crate) fn verify_header(
     creds: &Credentials,
     now: Timestamp,
 ) -> Result<(), AuthError> {
+    verify(req, &header_claim(req, authorization)?, creds, now, None)
+}
+
+/// Everything about a header-signed request that can be checked before its body arrives (key
+/// id, scope date, freshness, signed headers); the signature covers the body's hash, so it is
+/// left to [`verify_header`] once the body is read.
+pub(crate) fn check_header_claim(
+    req: &RequestParts<'_>,
+    authorization: &str,
+    creds: &Credentials,
+    now: Timestamp,
+) -> Result<(), AuthError> {
+    check_claim(req, &header_claim(req, authorization)?, creds, now).map(|_| ())
+}
+
+fn header_claim(req: &RequestParts<'_>, authorization: &str) -> Result<Claim, AuthError> {
     let (credential, signed_headers, signature) = parse_authorization(authorization)?;
     let (access_key, date, region, service) = parse_credential(&credential)?;
-    let claim = Claim {
+    Ok(Claim {
         access_key,
         date,
         region,
@@ -80,8 +96,7 @@ pub(crate) fn verify_header(
         signature,
         time: header_time(req.headers)?,
         expires: None,
-    };
-    verify(req, &claim, creds, now, None)
+    })
 }
 
 /// Verifies a presigned request (`X-Amz-Algorithm`, `X-Amz-Credential`, ... in the query).
@@ -157,13 +172,15 @@ pub(crate) fn verify_presigned(
     verify(req, &claim, creds, now, Some(PRESIGN_SIGNATURE))
 }
 
-fn verify(
+/// The checks that need no body and no secret-derived key: access key id, scope date,
+/// freshness, the signed header list and that every `x-amz-*` header is signed. Returns the
+/// canonical headers block the signature covers.
+fn check_claim(
     req: &RequestParts<'_>,
     claim: &Claim,
     creds: &Credentials,
     now: Timestamp,
-    exclude_from_query: Option<&str>,
-) -> Result<(), AuthError> {
+) -> Result<Vec<u8>, AuthError> {
     if !crate::ct_eq(claim.access_key.as_bytes(), creds.access_key_id.as_bytes()) {
         return Err(AuthError::UnknownAccessKey(claim.access_key.clone()));
     }
@@ -181,6 +198,18 @@ fn verify(
     let signed = signed_header_names(&claim.signed_headers)?;
     let headers_block = canonical_headers(req.headers, &signed)?;
     unsigned_amz_headers(req.headers, &signed)?;
+    Ok(headers_block)
+}
+
+fn verify(
+    req: &RequestParts<'_>,
+    claim: &Claim,
+    creds: &Credentials,
+    now: Timestamp,
+    exclude_from_query: Option<&str>,
+) -> Result<(), AuthError> {
+    let headers_block = check_claim(req, claim, creds, now)?;
+    let amz = claim.time.to_amz();
     let payload_hash = payload_hash(req)?;
     let key = signing_key(
         &creds.secret_access_key,
